@@ -1,0 +1,1 @@
+"""The face pipeline: decode -> detect -> align -> embed. Shared with training."""

@@ -1,0 +1,58 @@
+"""All run-time settings, read from the environment with the ``FACEGATE_`` prefix."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODELS_DIR = REPO_ROOT / "models"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FACEGATE_", env_file=".env", extra="ignore")
+
+    # storage
+    database_url: str = Field("sqlite:///./var/facegate.db", description="SQLAlchemy URL of the gallery")
+    data_dir: Path = Field(Path("./var"), description="Folder for the SQLite file and other local state")
+
+    # models
+    models_dir: Path = Field(DEFAULT_MODELS_DIR, description="Folder holding mtcnn/ and the embedding models")
+    model: str = Field("default", description="Name of the embedding model folder inside models_dir")
+    execution_provider: str = Field("auto", description="onnxruntime provider: auto, cpu or cuda")
+    intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads per session (0: library default)")
+
+    # image intake
+    max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Largest accepted upload body")
+    max_image_pixels: int = Field(40_000_000, gt=0, description="Largest accepted image (width x height)")
+    detect_max_side: int = Field(640, gt=0, description="Photos are downscaled to this longest side for detection")
+    min_face_size: int = Field(40, gt=0, description="Smallest face the detector looks for, in original pixels")
+
+    # enrolment quality
+    min_eye_distance: float = Field(20.0, ge=0, description="Smallest inter-eye distance (px) to enrol")
+    min_sharpness: float = Field(15.0, ge=0, description="Smallest variance of the Laplacian of the aligned crop")
+    max_yaw: float = Field(0.45, ge=0, description="Largest yaw asymmetry from the landmarks (0 frontal, 1 profile)")
+    min_detection_score: float = Field(0.9, ge=0, le=1, description="Smallest detector confidence to enrol")
+
+    # decisions
+    target_far: float = Field(1e-3, gt=0, lt=1, description="False-accept rate /verify's threshold is chosen for")
+    verify_threshold: float | None = Field(None, gt=0, lt=1, description="Explicit /verify score threshold")
+    target_fpir: float = Field(0.01, gt=0, lt=1, description="False-positive identification rate for /identify")
+    ambiguity_margin: float = Field(0.05, ge=0, le=1, description="Score gap under which two matches are ambiguous")
+    top_k: int = Field(5, ge=1, le=100, description="Default number of /identify candidates")
+
+    # auth
+    admin_key: str | None = Field(None, description="Admin API key ensured at start (compose, scripts)")
+
+    # server
+    host: str = Field("127.0.0.1", description="Address `facegate serve` binds")
+    port: int = Field(8000, description="Port `facegate serve` binds")
+    log_level: str = Field("info", description="Logging level")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
