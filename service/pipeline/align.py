@@ -44,8 +44,8 @@ def align_face(
     # pixel centres; shift by half a pixel on both sides so that the two conventions agree.
     a, b, c = inv[0]
     d, e, f = inv[1]
-    c = c + 0.5 * (a + b) - 0.5
-    f = f + 0.5 * (d + e) - 0.5
+    c = c - 0.5 * (a + b) + 0.5
+    f = f - 0.5 * (d + e) + 0.5
     img = Image.fromarray(np.ascontiguousarray(rgb))
     out = img.transform(size, Image.Transform.AFFINE, (a, b, c, d, e, f), resample=Image.Resampling.BILINEAR)
     return np.asarray(out, dtype=np.uint8)
