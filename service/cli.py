@@ -1,0 +1,125 @@
+"""The `facegate` command: serve, manage API keys, enrol a folder of people."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from service.settings import get_settings
+
+app = typer.Typer(help="FaceGate face verification service.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+console = Console()
+
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address (default FACEGATE_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default FACEGATE_PORT)")] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+) -> None:
+    """Start the HTTP service with the configured model (the shipped default unless set)."""
+    import uvicorn
+
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(
+        "service.main:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_level=settings.log_level,
+    )
+
+
+def _keystore():
+    from service.auth import KeyStore
+    from service.gallery.db import make_engine, migrate, session_factory
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    return KeyStore(session_factory(engine))
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="a label for the key, e.g. the door or the app using it")],
+    scope: Annotated[list[str], typer.Option("--scope", "-s", help="enroll, verify or admin (repeatable)")],
+) -> None:
+    """Create a key; it is printed once and stored only as a hash."""
+    try:
+        plaintext, record = _keystore().create(name, set(scope))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    console.print(f"created key {record.id} '{record.name}' with scopes {sorted(record.scopes)}:")
+    typer.echo(plaintext)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys (never their secrets)."""
+    table = Table("id", "name", "prefix", "scopes", "created", "last used", "revoked")
+    for k in _keystore().list():
+        table.add_row(str(k.id), k.name, k.prefix, ",".join(sorted(k.scopes)), str(k.created_at)[:19],
+                      str(k.last_used_at or "")[:19], str(k.revoked_at or "")[:19])
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: int) -> None:
+    """Revoke a key by id."""
+    from service.errors import NotFound
+
+    try:
+        _keystore().revoke(key_id)
+    except NotFound as exc:
+        raise typer.BadParameter(exc.detail) from exc
+    console.print(f"revoked key {key_id}")
+
+
+@app.command("enroll-dir")
+def enroll_dir(
+    directory: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="DIR/<person_id>/<photo>")],
+    replace: Annotated[bool, typer.Option(help="replace people already enrolled")] = False,
+    allow_duplicate: Annotated[bool, typer.Option(help="enrol faces that match another person")] = False,
+    largest_face: Annotated[bool, typer.Option(help="take the largest face when a photo has several")] = False,
+) -> None:
+    """Enrol every person of DIR from their first usable photo; report each rejected photo and why."""
+    from service.enroll_dir import enroll_directory
+    from service.metrics import Metrics
+    from service.state import build_state
+
+    logging.basicConfig(level=logging.WARNING)
+    state = build_state(get_settings(), Metrics())
+    people = sorted(p for p in directory.iterdir() if p.is_dir())
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        console=console)
+    with progress:
+        task = progress.add_task("enrolling", total=len(people))
+        report = enroll_directory(state.recognizer, people, PHOTO_SUFFIXES, replace, allow_duplicate, largest_face,
+                                  on_person=lambda: progress.advance(task))
+    table = Table("person", "photo", "outcome")
+    for row in report.rejected:
+        table.add_row(row.person_id, row.photo, row.reason)
+    if report.rejected:
+        console.print(table)
+    console.print(f"enrolled {report.enrolled}, skipped {len(report.failed_people)} of {len(people)} people")
+    state.close()
+    if report.failed_people:
+        raise typer.Exit(code=1)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,56 @@
+"""Turning similarities into scores and decisions, with thresholds tied to stated error rates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.model_card import Calibration
+
+
+@dataclass(frozen=True)
+class Threshold:
+    score: float
+    similarity: float
+    far: float | None  # per-comparison false-accept rate the threshold was chosen for
+    basis: str  # why this threshold, in words
+
+
+def verify_threshold(cal: Calibration, target_far: float, explicit_score: float | None) -> Threshold:
+    if explicit_score is not None:
+        return Threshold(explicit_score, cal.similarity_for_score(explicit_score), None, "set explicitly")
+    sim = cal.similarity_at_far(target_far)
+    return Threshold(cal.score(sim), sim, target_far, f"false-accept rate {target_far:g} per comparison")
+
+
+def identify_threshold(cal: Calibration, target_fpir: float, gallery_size: int) -> Threshold:
+    """Threshold keeping the false-positive identification rate at ``target_fpir``.
+
+    A stranger compared with N people has N chances of a false accept, so FPIR ~= N * f: the
+    per-comparison rate is f = FPIR / N.
+    """
+    n = max(gallery_size, 1)
+    far = target_fpir / n
+    sim = cal.similarity_at_far(far)
+    basis = (
+        f"false-positive identification rate {target_fpir:g} over a gallery of {n} "
+        f"-> false-accept rate {far:.3g} per comparison"
+    )
+    return Threshold(cal.score(sim), sim, far, basis)
+
+
+@dataclass(frozen=True)
+class Scored:
+    person_id: str
+    name: str
+    similarity: float
+    score: float
+
+
+def identify_outcome(candidates: list[Scored], threshold: Threshold, margin: float) -> str:
+    """``match``, ``unknown`` (best below threshold) or ``ambiguous`` (two above, closer than margin)."""
+    above = [c for c in candidates if c.score >= threshold.score]
+    if not above:
+        return "unknown"
+    if len(above) > 1 and above[0].score - above[1].score < margin:
+        return "ambiguous"
+    return "match"

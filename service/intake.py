@@ -1,0 +1,150 @@
+"""Reading photo requests: a streaming body-size limit, multipart or JSON, strict validation."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import ImageTooLarge, InvalidRequest
+from service.problems import problem
+
+Options = TypeVar("Options", bound=BaseModel)
+
+
+def json_body_limit(max_upload_bytes: int) -> int:
+    """A base64 photo is 4/3 of its size; leave room for the other fields."""
+    return max_upload_bytes * 4 // 3 + 64 * 1024
+
+
+class BodyLimitMiddleware:
+    """Refuses a request body larger than the limit while it streams in (chunked bodies included).
+
+    The body is read here, up to the limit, then replayed to the application: nothing past the
+    limit is ever buffered.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_bytes
+        headers = dict(scope.get("headers") or [])
+        if b"application/json" in headers.get(b"content-type", b""):
+            limit = json_body_limit(self.max_bytes)
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(scope, send, limit)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body = message.get("body", b"")
+            size += len(body)
+            if size > limit:
+                await self._refuse(scope, send, limit)
+                return
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        data = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": data, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, send: Send, limit: int) -> None:
+        response = problem(
+            413,
+            "image_too_large",
+            "Image too large",
+            f"the request body exceeds the upload limit of {self.max_bytes} bytes",
+            scope.get("path", ""),
+            max_bytes=self.max_bytes,
+        )
+        await response(scope, _drain, send)
+
+
+async def _drain() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def _decode_base64(text: str) -> bytes:
+    if text.startswith("data:"):
+        head, _, text = text.partition(",")
+        if ";base64" not in head:
+            raise InvalidRequest("image_base64: a data URL must be base64-encoded")
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidRequest(f"image_base64 is not valid base64: {exc}") from exc
+
+
+def _validate(model: type[Options], fields: dict) -> Options:
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        errors = [
+            {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()
+        ]
+        detail = "; ".join(f"{'.'.join(e['loc']) or 'body'}: {e['msg']}" for e in errors)
+        raise InvalidRequest(detail, errors=errors) from exc
+
+
+async def read_photo_request(request: Request, options: type[Options], max_bytes: int) -> tuple[bytes, Options]:
+    """The photo bytes and the validated options from a multipart or JSON request."""
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith("multipart/form-data"):
+        try:
+            form = await request.form(max_files=1, max_fields=20)
+        except Exception as exc:  # malformed multipart bodies raise several parser errors
+            raise InvalidRequest(f"the multipart body could not be parsed: {exc}") from exc
+        upload = form.get("image")
+        if not isinstance(upload, UploadFile):
+            raise InvalidRequest("the multipart body needs a file field named 'image'")
+        data = await upload.read()
+        fields = {k: v for k, v in form.items() if k != "image" and isinstance(v, str)}
+        if any(not isinstance(v, str) for k, v in form.items() if k != "image"):
+            raise InvalidRequest("only the 'image' field may be a file")
+        opts = _validate(options, fields)
+    elif ctype.startswith("application/json"):
+        try:
+            payload = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidRequest(f"the body is not valid JSON: {exc}") from exc
+        if not isinstance(payload, dict):
+            raise InvalidRequest("the JSON body must be an object")
+        raw = payload.pop("image_base64", None)
+        if not isinstance(raw, str) or not raw:
+            raise InvalidRequest("image_base64 (a non-empty base64 string) is required")
+        data = _decode_base64(raw)
+        opts = _validate(options, payload)
+    else:
+        raise InvalidRequest(
+            "send the photo as multipart/form-data (file field 'image') or as JSON with 'image_base64'",
+            content_type=ctype,
+        )
+    if not data:
+        raise InvalidRequest("the image is empty")
+    if len(data) > max_bytes:
+        raise ImageTooLarge(f"the image is {len(data)} bytes, the limit is {max_bytes}", max_bytes=max_bytes)
+    return data, opts

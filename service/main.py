@@ -1,0 +1,47 @@
+"""Builds the FastAPI application."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service import __version__, problems
+from service.intake import BodyLimitMiddleware
+from service.metrics import Metrics, MetricsMiddleware
+from service.routes import keys, people, recognition, system
+from service.settings import Settings, get_settings
+from service.state import build_state
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = build_state(settings, metrics)
+        app.state.facegate = state
+        try:
+            yield
+        finally:
+            app.state.facegate = None
+            state.close()
+
+    metrics = Metrics()
+    app = FastAPI(
+        title="FaceGate",
+        version=__version__,
+        description="Face verification: enrol one photo per person, verify (1:1) and identify (1:N).",
+        lifespan=lifespan,
+    )
+    app.state.facegate = None
+    problems.install(app)
+    for router in (recognition.router, people.router, keys.router, system.router):
+        app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

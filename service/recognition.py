@@ -1,0 +1,198 @@
+"""Enrol, verify and identify: the domain operations behind the HTTP routes."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from service.decisions import Scored, identify_outcome, identify_threshold, verify_threshold
+from service.errors import DuplicateFace, LowQuality
+from service.gallery.audit import record as audit
+from service.gallery.gallery import Gallery
+from service.metrics import Metrics
+from service.pipeline.pipeline import EmbeddedFace, FacePipeline, FaceSelection, Timings
+from service.pipeline.quality import QualityLimits, assess
+from service.schemas import (
+    CandidateOut,
+    EnrollOptions,
+    EnrollOut,
+    IdentifyFaceOut,
+    IdentifyOptions,
+    IdentifyOut,
+    PersonOut,
+    VerifyOptions,
+    VerifyOut,
+)
+from service.settings import Settings
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asked, for the audit trail."""
+
+    key_id: int | None
+    key_name: str
+
+
+def person_out(record) -> PersonOut:
+    return PersonOut(
+        person_id=record.person_id,
+        name=record.name,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        model_versions=list(record.model_versions),
+    )
+
+
+def _png(crop: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(crop).save(buf, "PNG")
+    return buf.getvalue()
+
+
+class Recognizer:
+    """One model version's pipeline and gallery, with the service's decision settings."""
+
+    def __init__(self, pipeline: FacePipeline, gallery: Gallery, settings: Settings, metrics: Metrics) -> None:
+        self.pipeline = pipeline
+        self.gallery = gallery
+        self.settings = settings
+        self.metrics = metrics
+        self.card = pipeline.embedder.card
+        self.limits = QualityLimits(
+            min_eye_distance=settings.min_eye_distance,
+            min_sharpness=settings.min_sharpness,
+            max_yaw=settings.max_yaw,
+            min_detection_score=settings.min_detection_score,
+        )
+
+    @property
+    def version(self) -> str:
+        return self.card.version
+
+    def _process(self, data: bytes, selection: FaceSelection):
+        timings = Timings()
+        photo = self.pipeline.process(data, selection, timings)
+        self.metrics.observe_stages(timings.stages)
+        return photo
+
+    def _scored(self, face: EmbeddedFace, k: int) -> list[Scored]:
+        cal = self.card.calibration
+        return [
+            Scored(c.person_id, c.name, c.similarity, cal.score(c.similarity))
+            for c in self.gallery.search(face.embedding, k)
+        ]
+
+    def enroll(self, data: bytes, opts: EnrollOptions, caller: Caller) -> EnrollOut:
+        selection = FaceSelection.largest if opts.face_selection is FaceSelection.largest else FaceSelection.single
+        photo = self._process(data, selection)
+        face = photo.faces[0]
+        quality = assess(face.face, face.crop, self.limits)
+        if not quality.ok:
+            raise LowQuality(
+                "; ".join(p["message"] for p in quality.problems),
+                reasons=quality.problems,
+                quality=quality.to_dict(),
+                face=face.face.to_dict(),
+            )
+        if not opts.allow_duplicate:
+            threshold = verify_threshold(self.card.calibration, self.settings.target_far, None)
+            for hit in self._scored(face, 2):
+                if hit.person_id != opts.person_id and hit.score >= threshold.score:
+                    raise DuplicateFace(
+                        f"this face already matches {hit.person_id} ({hit.name}) with score {hit.score:.3f}; "
+                        "set allow_duplicate=true to enrol it anyway",
+                        person_id=hit.person_id,
+                        name=hit.name,
+                        score=round(hit.score, 4),
+                    )
+        record, replaced = self.gallery.enroll(
+            person_id=opts.person_id,
+            name=opts.name,
+            crop_png=_png(face.crop),
+            face_meta={"face": face.face.to_dict(), "quality": quality.to_dict(), "photo": [photo.width, photo.height]},
+            photo_sha256=hashlib.sha256(data).hexdigest(),
+            embedding=face.embedding,
+            replace=opts.replace,
+        )
+        action = "replace" if replaced else "enroll"
+        audit(self.gallery.session_factory, action, caller.key_id, caller.key_name, record.person_id, "ok", None,
+              self.version, {"quality": quality.to_dict()})
+        self.metrics.gallery_size.set(self.gallery.size())
+        return EnrollOut(
+            person=person_out(record),
+            face=face.face.to_dict(),
+            quality=quality.to_dict(),
+            model_version=self.version,
+            replaced=replaced,
+        )
+
+    def verify(self, data: bytes, opts: VerifyOptions, caller: Caller) -> VerifyOut:
+        reference = self.gallery.embedding_of(opts.person_id)  # PersonNotFound before any work
+        photo = self._process(data, opts.face_selection if opts.face_selection is not FaceSelection.all
+                              else FaceSelection.largest)
+        face = photo.faces[0]
+        cal = self.card.calibration
+        similarity = float(np.dot(face.embedding, reference))
+        score = cal.score(similarity)
+        threshold = verify_threshold(cal, self.settings.target_far, opts.threshold or self.settings.verify_threshold)
+        match = score >= threshold.score
+        self.metrics.scores.labels("verify").observe(score)
+        self.metrics.decisions.labels("verify", "match" if match else "no_match").inc()
+        audit(self.gallery.session_factory, "verify", caller.key_id, caller.key_name, opts.person_id,
+              "match" if match else "no_match", score, self.version, {"threshold": threshold.score})
+        return VerifyOut(
+            match=match,
+            score=score,
+            threshold=threshold.score,
+            similarity=similarity,
+            model_version=self.version,
+            face=face.face.to_dict(),
+            threshold_basis=threshold.basis,
+        )
+
+    def identify(self, data: bytes, opts: IdentifyOptions, caller: Caller) -> IdentifyOut:
+        photo = self._process(data, opts.face_selection)
+        size = self.gallery.size()
+        threshold = identify_threshold(self.card.calibration, self.settings.target_fpir, size)
+        k = opts.top_k or self.settings.top_k
+        answers: list[IdentifyFaceOut] = []
+        for face in photo.faces:
+            scored = self._scored(face, k)
+            result = identify_outcome(scored, threshold, self.settings.ambiguity_margin)
+            best = scored[0] if scored else None
+            candidates = [CandidateOut(person_id=s.person_id, name=s.name, score=s.score, similarity=s.similarity)
+                          for s in scored]
+            answers.append(
+                IdentifyFaceOut(
+                    result=result,
+                    person=candidates[0] if result == "match" else None,
+                    score=best.score if best else None,
+                    candidates=candidates,
+                    face=face.face.to_dict(),
+                )
+            )
+            if best is not None:
+                self.metrics.scores.labels("identify").observe(best.score)
+            self.metrics.decisions.labels("identify", result).inc()
+        first = answers[0]
+        audit(self.gallery.session_factory, "identify", caller.key_id, caller.key_name,
+              first.person.person_id if first.person else None, first.result, first.score, self.version,
+              {"threshold": threshold.score, "faces": len(answers), "gallery_size": size})
+        return IdentifyOut(
+            result=first.result,
+            person=first.person,
+            score=first.score,
+            threshold=threshold.score,
+            threshold_similarity=threshold.similarity,
+            threshold_basis=threshold.basis,
+            gallery_size=size,
+            model_version=self.version,
+            candidates=first.candidates,
+            face=first.face,
+            faces=answers,
+        )

@@ -1,0 +1,47 @@
+"""Admin: API keys."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from service.deps import AdminCaller, StateDep
+from service.errors import InvalidRequest
+from service.gallery.audit import record as audit
+from service.schemas import CreatedKeyOut, KeyCreate, KeyOut
+
+router = APIRouter(prefix="/keys", tags=["keys"])
+
+
+def key_out(record) -> dict:
+    return {
+        "id": record.id,
+        "name": record.name,
+        "prefix": record.prefix,
+        "scopes": sorted(record.scopes),
+        "created_at": record.created_at,
+        "last_used_at": record.last_used_at,
+        "revoked_at": record.revoked_at,
+    }
+
+
+@router.get("", response_model=list[KeyOut])
+def list_keys(state: StateDep, caller: AdminCaller) -> list[dict]:
+    return [key_out(k) for k in state.keys.list()]
+
+
+@router.post("", response_model=CreatedKeyOut, status_code=201)
+def create_key(body: KeyCreate, state: StateDep, caller: AdminCaller) -> dict:
+    try:
+        plaintext, record = state.keys.create(body.name, set(body.scopes))
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from exc
+    audit(state.sessions, "key_create", caller.key_id, caller.key_name, None, "ok", None, None,
+          {"key_id": record.id, "scopes": sorted(record.scopes)})
+    return {**key_out(record), "key": plaintext}
+
+
+@router.delete("/{key_id}", status_code=204, response_class=Response)
+def revoke_key(key_id: int, state: StateDep, caller: AdminCaller) -> Response:
+    state.keys.revoke(key_id)
+    audit(state.sessions, "key_revoke", caller.key_id, caller.key_name, None, "ok", None, None, {"key_id": key_id})
+    return Response(status_code=204)

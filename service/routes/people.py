@@ -1,0 +1,57 @@
+"""GET/DELETE /people: the gallery."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+from starlette.concurrency import run_in_threadpool
+
+from service.deps import AdminCaller, RecognizerDep
+from service.gallery.audit import record as audit
+from service.recognition import person_out
+from service.schemas import PERSON_ID_PATTERN, PeoplePage, PersonOut
+
+router = APIRouter(prefix="/people", tags=["people"])
+
+PersonId = Annotated[str, Path(pattern=PERSON_ID_PATTERN)]
+
+
+@router.get("", response_model=PeoplePage)
+def list_people(
+    recognizer: RecognizerDep,
+    caller: AdminCaller,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    q: Annotated[str | None, Query(max_length=200, description="name or person_id contains")] = None,
+) -> PeoplePage:
+    records, total = recognizer.gallery.list(offset, limit, q)
+    return PeoplePage(items=[person_out(r) for r in records], total=total, offset=offset, limit=limit)
+
+
+@router.get("/{person_id}", response_model=PersonOut)
+def get_person(person_id: PersonId, recognizer: RecognizerDep, caller: AdminCaller) -> PersonOut:
+    return person_out(recognizer.gallery.get(person_id))
+
+
+@router.get("/{person_id}/crop", response_class=Response, responses={200: {"content": {"image/png": {}}}})
+def get_crop(person_id: PersonId, recognizer: RecognizerDep, caller: AdminCaller) -> Response:
+    """The aligned reference crop (PNG)."""
+    return Response(recognizer.gallery.crop(person_id), media_type="image/png",
+                    headers={"Cache-Control": "private, no-store"})
+
+
+@router.get("/{person_id}/export")
+def export_person(person_id: PersonId, recognizer: RecognizerDep, caller: AdminCaller) -> dict:
+    """Everything stored about the person: record, reference crop, embeddings, audit rows."""
+    return recognizer.gallery.export(person_id)
+
+
+@router.delete("/{person_id}", status_code=204, response_class=Response)
+async def delete_person(person_id: PersonId, recognizer: RecognizerDep, caller: AdminCaller) -> Response:
+    """Remove the person, the crop, every embedding and the index entries."""
+    await run_in_threadpool(recognizer.gallery.delete, person_id)
+    audit(recognizer.gallery.session_factory, "delete", caller.key_id, caller.key_name, person_id, "ok", None,
+          recognizer.version, {})
+    recognizer.metrics.gallery_size.set(recognizer.gallery.size())
+    return Response(status_code=204)

@@ -1,0 +1,46 @@
+"""POST /enroll, /verify, /identify."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from service.deps import EnrollCaller, RecognizerDep, StateDep, VerifyCaller
+from service.intake import read_photo_request
+from service.routes.openapi import photo_body
+from service.schemas import (
+    EnrollJSON,
+    EnrollOptions,
+    EnrollOut,
+    IdentifyJSON,
+    IdentifyOptions,
+    IdentifyOut,
+    VerifyJSON,
+    VerifyOptions,
+    VerifyOut,
+)
+
+router = APIRouter(tags=["recognition"])
+
+
+@router.post("/enroll", response_model=EnrollOut, status_code=201, openapi_extra=photo_body(EnrollJSON))
+async def enroll(request: Request, state: StateDep, recognizer: RecognizerDep, caller: EnrollCaller) -> EnrollOut:
+    """Enrol one reference photo for a person (exactly one face unless face_selection=largest)."""
+    data, opts = await read_photo_request(request, EnrollOptions, state.settings.max_upload_bytes)
+    return await run_in_threadpool(recognizer.enroll, data, opts, caller)
+
+
+@router.post("/verify", response_model=VerifyOut, openapi_extra=photo_body(VerifyJSON))
+async def verify(request: Request, state: StateDep, recognizer: RecognizerDep, caller: VerifyCaller) -> VerifyOut:
+    """Is this photo the enrolled person `person_id`?"""
+    data, opts = await read_photo_request(request, VerifyOptions, state.settings.max_upload_bytes)
+    return await run_in_threadpool(recognizer.verify, data, opts, caller)
+
+
+@router.post("/identify", response_model=IdentifyOut, openapi_extra=photo_body(IdentifyJSON))
+async def identify(
+    request: Request, state: StateDep, recognizer: RecognizerDep, caller: VerifyCaller
+) -> IdentifyOut:
+    """Who is this, if anyone? Unknown faces are answered `unknown`, never a nearest person."""
+    data, opts = await read_photo_request(request, IdentifyOptions, state.settings.max_upload_bytes)
+    return await run_in_threadpool(recognizer.identify, data, opts, caller)

@@ -1,0 +1,155 @@
+"""Request options and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.pipeline.pipeline import FaceSelection
+
+PERSON_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+# ---- request options (the same fields arrive as multipart form fields or as JSON) ----
+
+
+class EnrollOptions(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    person_id: str | None = Field(None, pattern=PERSON_ID_PATTERN, description="client key; generated if absent")
+    face_selection: FaceSelection = Field(FaceSelection.single, description="single (default) or largest")
+    allow_duplicate: bool = False
+    replace: bool = False
+
+
+class VerifyOptions(_Strict):
+    person_id: str = Field(pattern=PERSON_ID_PATTERN)
+    threshold: float | None = Field(None, gt=0, lt=1, description="score threshold overriding the default")
+    face_selection: FaceSelection = FaceSelection.largest
+
+
+class IdentifyOptions(_Strict):
+    top_k: int | None = Field(None, ge=1, le=100)
+    face_selection: FaceSelection = FaceSelection.largest
+
+
+class ImageJSON(_Strict):
+    image_base64: str = Field(min_length=1, description="the photo, base64 (a data: URL prefix is accepted)")
+
+
+class EnrollJSON(ImageJSON, EnrollOptions):
+    pass
+
+
+class VerifyJSON(ImageJSON, VerifyOptions):
+    pass
+
+
+class IdentifyJSON(ImageJSON, IdentifyOptions):
+    pass
+
+
+# ---- responses ----
+
+
+class FaceOut(BaseModel):
+    box: list[float] = Field(description="x1, y1, x2, y2 in the photo's pixels (after EXIF rotation)")
+    score: float = Field(description="detector confidence")
+    landmarks: list[list[float]]
+
+
+class QualityOut(BaseModel):
+    eye_distance: float
+    sharpness: float
+    yaw: float
+    detection_score: float
+
+
+class PersonOut(BaseModel):
+    person_id: str
+    name: str
+    created_at: datetime
+    updated_at: datetime
+    model_versions: list[str] = []
+
+
+class EnrollOut(BaseModel):
+    person: PersonOut
+    face: FaceOut
+    quality: QualityOut
+    model_version: str
+    replaced: bool
+
+
+class VerifyOut(BaseModel):
+    match: bool
+    score: float
+    threshold: float
+    similarity: float
+    model_version: str
+    face: FaceOut
+    threshold_basis: str
+
+
+class CandidateOut(BaseModel):
+    person_id: str
+    name: str
+    score: float
+    similarity: float
+
+
+class IdentifyFaceOut(BaseModel):
+    result: str = Field(description="match, unknown or ambiguous")
+    person: CandidateOut | None
+    score: float | None
+    candidates: list[CandidateOut]
+    face: FaceOut
+
+
+class IdentifyOut(BaseModel):
+    result: str = Field(description="the largest face's result: match, unknown or ambiguous")
+    person: CandidateOut | None
+    score: float | None
+    threshold: float
+    threshold_similarity: float
+    threshold_basis: str
+    gallery_size: int
+    model_version: str
+    candidates: list[CandidateOut]
+    face: FaceOut
+    faces: list[IdentifyFaceOut]
+
+
+class PeoplePage(BaseModel):
+    items: list[PersonOut]
+    total: int
+    offset: int
+    limit: int
+
+
+class KeyOut(BaseModel):
+    id: int
+    name: str
+    prefix: str
+    scopes: list[str]
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class CreatedKeyOut(KeyOut):
+    key: str = Field(description="the key itself, shown once")
+
+
+class KeyCreate(_Strict):
+    name: str = Field(min_length=1, max_length=100)
+    scopes: list[str] = Field(min_length=1)
+
+
+class WhoAmI(BaseModel):
+    name: str
+    scopes: list[str]

@@ -1,0 +1,87 @@
+"""Everything the running application holds, built once in the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import sessionmaker
+
+from service.auth import KeyStore
+from service.gallery.db import make_engine, migrate, session_factory
+from service.gallery.gallery import Gallery
+from service.index import FaceIndex
+from service.metrics import Metrics
+from service.pipeline.detect import FaceDetector
+from service.pipeline.embed import Embedder
+from service.pipeline.pipeline import FacePipeline
+from service.pipeline.runtime import choose_providers
+from service.recognition import Recognizer
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    metrics: Metrics
+    engine: Engine
+    sessions: sessionmaker
+    keys: KeyStore
+    recognizer: Recognizer
+
+    def database_ok(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except Exception:  # any driver error means "not ready"
+            log.warning("database check failed", exc_info=True)
+            return False
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def ensure_keys(keys: KeyStore, settings: Settings) -> str | None:
+    """Make sure an admin key exists; returns a newly created key's plaintext (to print once)."""
+    if settings.admin_key:
+        keys.ensure(settings.admin_key, "admin (FACEGATE_ADMIN_KEY)", {"admin"})
+        return None
+    if keys.count_active() == 0:
+        plaintext, _ = keys.create("initial admin", {"admin"})
+        return plaintext
+    return None
+
+
+def build_state(settings: Settings, metrics: Metrics) -> AppState:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    sessions = session_factory(engine)
+    keys = KeyStore(sessions)
+    created = ensure_keys(keys, settings)
+    if created:
+        # Printed, not logged: this is the only time the key is ever shown.
+        print(f"\nFaceGate created an admin API key (shown once, store it now):\n\n    {created}\n", flush=True)
+    providers = choose_providers(settings.execution_provider)
+    model_dir = settings.models_dir / settings.model
+    embedder = Embedder(model_dir, providers, settings.intra_op_threads)
+    detector = FaceDetector(
+        settings.models_dir,
+        min_face_size=settings.min_face_size,
+        max_side=settings.detect_max_side,
+        providers=providers,
+    )
+    log.info("model %s %s on %s", embedder.card.name, embedder.version, embedder.providers)
+    index = FaceIndex(embedder.card.embedding_dim)
+    gallery = Gallery(sessions, index, embedder.version)
+    loaded = gallery.load()
+    metrics.gallery_size.set(gallery.size())
+    log.info("gallery: %d embeddings indexed for model %s", loaded, embedder.version)
+    pipeline = FacePipeline(detector, embedder, settings.max_image_pixels)
+    recognizer = Recognizer(pipeline, gallery, settings, metrics)
+    return AppState(settings, metrics, engine, sessions, keys, recognizer)
