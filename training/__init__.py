@@ -1,0 +1,1 @@
+"""FaceGate training package: datasets, backbones, losses, training loop, evaluation and export."""
