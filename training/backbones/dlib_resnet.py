@@ -1,0 +1,233 @@
+"""dlib's face-recognition ResNet (``dlib_face_recognition_resnet_model_v1``) as a torch backbone.
+
+The network, as dlib's ``anet_type`` defines it (tools/python/src/face_recognition.cpp):
+
+- input 150x150 RGB, ``(pixel - mean_rgb) / 256`` with ``mean_rgb = (122.782, 117.001, 104.298)``
+  (read from the file);
+- ``con 32 7x7 stride 2`` -> affine -> relu -> ``max_pool 3x3 stride 2``;
+- residual units ``relu(x + affine(con3x3(relu(affine(con3x3_stride(x))))))``, widths
+  32 x3, 64 (down) + 3, 128 (down) + 2, 256 (down) + 2, 256 (down);
+- global average pool, ``fc_no_bias`` 128.
+
+dlib details kept exactly: strided convolutions and pools have NO padding (dlib's default padding
+is ``size/2`` only for stride 1), so 150 -> 72 -> 35 -> 17 -> 8 -> 3 | 4 -> 1 | 2. A downsampling
+unit adds ``avg_pool 2x2 stride 2`` of its input to the block's output; when their shapes differ
+(channels 32 vs 64, or 4x4 vs 3x3 spatially), dlib's ``add_prev`` sums over the larger shape with
+the missing entries taken as zero (bottom/right, trailing channels), which ``_add_prev`` does.
+The ``affine`` layers are dlib's test-time batch norm: a per-channel scale and shift.
+
+dlib's descriptor is not normalised; this backbone returns it L2-normalised (FaceGate compares
+with cosine similarity).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.backbones.base import Backbone
+from training.dlib_net import TAG_OR_SKIP, DlibNetwork, Layer, read_dat
+
+logger = logging.getLogger(__name__)
+
+DLIB_MEAN_RGB = (122.782, 117.001, 104.298)
+DLIB_INPUT_SIZE = (150, 150)
+# Where eye centres, nose tip and mouth corners of dlib's 68-point mean face land in a 150x150
+# chip cut with padding 0.25 (dlib.get_face_chip's default geometry). A starting point only:
+# the template fitted on MTCNN landmarks is the one recorded in the model card.
+DLIB_CHIP_TEMPLATE_150: tuple[tuple[float, float], ...] = (
+    (47.55, 46.60),
+    (100.48, 46.60),
+    (74.01, 76.56),
+    (50.41, 103.02),
+    (97.61, 103.02),
+)
+# (width, downsample) of each residual unit, input to output.
+UNITS: tuple[tuple[int, bool], ...] = (
+    ((32, False),) * 3
+    + ((64, True),)
+    + ((64, False),) * 3
+    + ((128, True),)
+    + ((128, False),) * 2
+    + ((256, True),)
+    + ((256, False),) * 2
+    + ((256, True),)
+)
+
+
+# (window, stride, padding) of dlib's pools; window 0 pools the whole plane.
+_POOL_3S2 = ((3, 3), (2, 2), (0, 0))
+_POOL_2S2 = ((2, 2), (2, 2), (0, 0))
+_POOL_ALL = ((0, 0), (1, 1), (0, 0))
+
+
+class Affine2d(nn.Module):
+    """Per-channel ``x * weight + bias`` (dlib's ``affine`` layer in CONV_MODE)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
+def _add_prev(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """dlib's add_prev: sum over the larger of the two shapes, missing entries as zero."""
+    if a.shape[1:] == b.shape[1:]:
+        return a + b
+    size = [max(a.shape[i], b.shape[i]) for i in (1, 2, 3)]
+
+    def grow(t: torch.Tensor) -> torch.Tensor:
+        pad = (0, size[2] - t.shape[3], 0, size[1] - t.shape[2], 0, size[0] - t.shape[1])
+        return F.pad(t, pad) if any(pad) else t
+
+    return grow(a) + grow(b)
+
+
+class ResidualUnit(nn.Module):
+    def __init__(self, cin: int, cout: int, downsample: bool) -> None:
+        super().__init__()
+        stride = 2 if downsample else 1
+        self.downsample = downsample
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 0 if downsample else 1)
+        self.aff1 = Affine2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1)
+        self.aff2 = Affine2d(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.aff2(self.conv2(F.relu(self.aff1(self.conv1(x)))))
+        skip = F.avg_pool2d(x, 2, 2) if self.downsample else x
+        return F.relu(_add_prev(skip, y))
+
+
+class DlibResNet(Backbone):
+    """dlib's ResNet-29 face embedder; ``from_dat`` loads dlib's trained weights."""
+
+    def __init__(self, embedding_dim: int = 128) -> None:
+        super().__init__()
+        self.input_size = DLIB_INPUT_SIZE
+        self.alignment_template = DLIB_CHIP_TEMPLATE_150
+        self.embedding_dim = embedding_dim
+        self.register_buffer("mean_rgb", torch.tensor(DLIB_MEAN_RGB, dtype=torch.float32).view(1, 3, 1, 1))
+        self.conv1 = nn.Conv2d(3, 32, 7, 2, 0)
+        self.aff1 = Affine2d(32)
+        cin, units = 32, []
+        for width, down in UNITS:
+            units.append(ResidualUnit(cin, width, down))
+            cin = width
+        self.units = nn.Sequential(*units)
+        self.fc = nn.Linear(cin, embedding_dim, bias=False)
+
+    def descriptor(self, x: torch.Tensor) -> torch.Tensor:
+        """dlib's unnormalised 128-d descriptor from raw 0..255 RGB pixels (float NCHW)."""
+        x = (x - self.mean_rgb) / 256.0
+        x = F.max_pool2d(F.relu(self.aff1(self.conv1(x))), 3, 2)
+        x = self.units(x)
+        return self.fc(x.mean(dim=(2, 3)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.descriptor(x), p=2.0, dim=1, eps=1e-12)
+
+    @classmethod
+    def from_dat(cls, path: Path) -> DlibResNet:
+        """Build the network and load the weights of a dlib ``.dat`` file with our own reader."""
+        model = cls()
+        load_dlib_network(model, read_dat(Path(path)))
+        logger.info("loaded dlib ResNet weights from %s", path)
+        return model
+
+
+def expected_layer_kinds() -> list[str]:
+    """The layer sequence dlib writes for ``anet_type`` (input to output), tags and skips included."""
+    kinds = ["input_rgb_image", "con", "affine", "relu", "max_pool"]
+    for _, down in UNITS:
+        kinds += [TAG_OR_SKIP, "con", "affine", "relu", "con", "affine"]
+        kinds += [TAG_OR_SKIP, TAG_OR_SKIP, "avg_pool", "add_prev", "relu"] if down else ["add_prev", "relu"]
+    return kinds + ["avg_pool", "fc"]
+
+
+def _copy(param: torch.Tensor, value: np.ndarray, what: str) -> None:
+    if param.numel() != value.size:
+        raise ValueError(f"{what}: the file has {value.size} values, the model expects {tuple(param.shape)}")
+    with torch.no_grad():
+        param.copy_(torch.from_numpy(np.ascontiguousarray(value)).reshape(param.shape))
+
+
+def _load_conv(conv: nn.Conv2d, layer: Layer) -> None:
+    a = layer.attrs
+    if a["kernel"] != conv.kernel_size or a["stride"] != conv.stride or a["padding"] != conv.padding:
+        got = (a["kernel"], a["stride"], a["padding"])
+        raise ValueError(f"conv (kernel, stride, padding) {got} in the file differs from {conv}")
+    if a["use_relu"]:
+        raise ValueError("convolutions with a fused relu are not supported")
+    _copy(conv.weight, a["weight"], "conv weight")
+    if conv.bias is not None:
+        _copy(conv.bias, a["bias"] if a["bias"] is not None else np.zeros(conv.out_channels), "conv bias")
+
+
+def _load_affine(aff: Affine2d, layer: Layer) -> None:
+    a = layer.attrs
+    if a["disabled"]:
+        _copy(aff.weight, np.ones(aff.weight.numel(), np.float32), "affine scale")
+        _copy(aff.bias, np.zeros(aff.bias.numel(), np.float32), "affine shift")
+        return
+    if a["mode"] != 0:
+        raise ValueError("only CONV_MODE (per-channel) affine layers are supported")
+    _copy(aff.weight, a["gamma"], "affine scale")
+    _copy(aff.bias, a["beta"], "affine shift")
+
+
+def load_dlib_network(model: DlibResNet, net: DlibNetwork) -> None:
+    """Copy a parsed dlib network into ``model`` after checking it is ``anet_type``."""
+    kinds = [layer.kind for layer in net.layers]
+    expected = expected_layer_kinds()
+    if kinds != expected:
+        pairs = zip(kinds, expected, strict=False)
+        first = next((i for i, (k, e) in enumerate(pairs) if k != e), min(len(kinds), len(expected)))
+        raise ValueError(
+            f"the file is not dlib's face ResNet: layer {first} is {kinds[first : first + 1]}, expected "
+            f"{expected[first : first + 1]} ({len(kinds)} layers, expected {len(expected)})"
+        )
+    inp = net.layers[0].attrs
+    if inp["size"] not in (None, (150, 150)):
+        raise ValueError(f"input size {inp['size']} in the file, expected (150, 150)")
+    _copy(model.mean_rgb, np.asarray(inp["mean_rgb"], np.float32), "input mean")
+    convs = [model.conv1] + [c for u in model.units for c in (u.conv1, u.conv2)]
+    affines = [model.aff1] + [a for u in model.units for a in (u.aff1, u.aff2)]
+    conv_layers = [layer for layer in net.layers if layer.kind == "con"]
+    affine_layers = [layer for layer in net.layers if layer.kind == "affine"]
+    for conv, layer in zip(convs, conv_layers, strict=True):
+        _load_conv(conv, layer)
+    for aff, layer in zip(affines, affine_layers, strict=True):
+        _load_affine(aff, layer)
+    for layer in net.layers:
+        if layer.kind == "relu" and layer.attrs["disabled"]:
+            raise ValueError("disabled relu layers are not supported")
+    pools = [(layer.kind, layer.attrs) for layer in net.layers if layer.kind.endswith("_pool")]
+    expected_pools = [("max_pool", _POOL_3S2)] + [("avg_pool", _POOL_2S2)] * 4 + [("avg_pool", _POOL_ALL)]
+    for (kind, attrs), (want_kind, want) in zip(pools, expected_pools, strict=True):
+        got = (attrs["window"], attrs["stride"], attrs["padding"])
+        if kind != want_kind or got != want:
+            raise ValueError(f"{kind} with (window, stride, padding) {got} in the file, expected {want}")
+    fc = net.layers[-1].attrs
+    if fc["bias"] is not None:
+        raise ValueError("expected dlib's fc_no_bias as the last layer")
+    _copy(model.fc.weight, fc["weight"].T, "fc weight")
+
+
+def build(embedding_dim: int = 128, dat_path: str | Path | None = None, **kw: object) -> DlibResNet:
+    """Registry constructor: ``build_backbone("dlib_resnet", dat_path=...)`` loads dlib's weights."""
+    if kw:
+        raise ValueError(f"unknown arguments for dlib_resnet: {sorted(kw)}; valid: embedding_dim, dat_path")
+    if dat_path is None:
+        return DlibResNet(embedding_dim)
+    if embedding_dim != 128:
+        raise ValueError("dlib's weights have a 128-d embedding; leave embedding_dim at 128 with dat_path")
+    return DlibResNet.from_dat(Path(dat_path))
