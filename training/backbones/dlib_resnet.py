@@ -13,7 +13,7 @@ dlib details kept exactly: strided convolutions and pools have NO padding (dlib'
 is ``size/2`` only for stride 1), so 150 -> 72 -> 35 -> 17 -> 8 -> 3 | 4 -> 1 | 2. A downsampling
 unit adds ``avg_pool 2x2 stride 2`` of its input to the block's output; when their shapes differ
 (channels 32 vs 64, or 4x4 vs 3x3 spatially), dlib's ``add_prev`` sums over the larger shape with
-the missing entries taken as zero (bottom/right, trailing channels), which ``_add_prev`` does.
+the missing entries taken as zero (bottom/right, trailing channels), as ``ResidualUnit`` does.
 The ``affine`` layers are dlib's test-time batch norm: a per-channel scale and shift.
 
 dlib's descriptor is not normalised; this backbone returns it L2-normalised (FaceGate compares
@@ -78,21 +78,20 @@ class Affine2d(nn.Module):
         return x * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
 
 
-def _add_prev(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """dlib's add_prev: sum over the larger of the two shapes, missing entries as zero."""
-    if a.shape[1:] == b.shape[1:]:
-        return a + b
-    size = [max(a.shape[i], b.shape[i]) for i in (1, 2, 3)]
-
-    def grow(t: torch.Tensor) -> torch.Tensor:
-        pad = (0, size[2] - t.shape[3], 0, size[1] - t.shape[2], 0, size[0] - t.shape[1])
-        return F.pad(t, pad) if any(pad) else t
-
-    return grow(a) + grow(b)
+def _pool_out(size: int, window: int, stride: int) -> int:
+    """Output side of an unpadded dlib convolution or pool."""
+    return (size - window) // stride + 1
 
 
 class ResidualUnit(nn.Module):
-    def __init__(self, cin: int, cout: int, downsample: bool) -> None:
+    """``relu(add_prev(skip, block(x)))`` for a ``side`` x ``side`` input.
+
+    dlib's add_prev sums over the larger of the two shapes with the missing entries (trailing
+    channels, bottom rows, right columns) taken as zero; the zero padding is planned here from
+    the input side so that the exported graph holds constant pads.
+    """
+
+    def __init__(self, cin: int, cout: int, downsample: bool, side: int) -> None:
         super().__init__()
         stride = 2 if downsample else 1
         self.downsample = downsample
@@ -100,11 +99,21 @@ class ResidualUnit(nn.Module):
         self.aff1 = Affine2d(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1)
         self.aff2 = Affine2d(cout)
+        block_side = _pool_out(side, 3, 2) if downsample else side
+        skip_side = _pool_out(side, 2, 2) if downsample else side
+        self.out_side = max(block_side, skip_side)
+        grow_block, grow_skip = self.out_side - block_side, self.out_side - skip_side
+        self.block_pad = (0, grow_block, 0, grow_block) if grow_block else None
+        self.skip_pad = (0, grow_skip, 0, grow_skip, 0, cout - cin) if grow_skip or cout != cin else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.aff2(self.conv2(F.relu(self.aff1(self.conv1(x)))))
         skip = F.avg_pool2d(x, 2, 2) if self.downsample else x
-        return F.relu(_add_prev(skip, y))
+        if self.block_pad is not None:
+            y = F.pad(y, self.block_pad)
+        if self.skip_pad is not None:
+            skip = F.pad(skip, self.skip_pad)
+        return F.relu(skip + y)
 
 
 class DlibResNet(Backbone):
@@ -118,15 +127,17 @@ class DlibResNet(Backbone):
         self.register_buffer("mean_rgb", torch.tensor(DLIB_MEAN_RGB, dtype=torch.float32).view(1, 3, 1, 1))
         self.conv1 = nn.Conv2d(3, 32, 7, 2, 0)
         self.aff1 = Affine2d(32)
-        cin, units = 32, []
+        cin, side, units = 32, _pool_out(_pool_out(DLIB_INPUT_SIZE[0], 7, 2), 3, 2), []
         for width, down in UNITS:
-            units.append(ResidualUnit(cin, width, down))
-            cin = width
+            units.append(ResidualUnit(cin, width, down, side))
+            cin, side = width, units[-1].out_side
         self.units = nn.Sequential(*units)
         self.fc = nn.Linear(cin, embedding_dim, bias=False)
 
     def descriptor(self, x: torch.Tensor) -> torch.Tensor:
-        """dlib's unnormalised 128-d descriptor from raw 0..255 RGB pixels (float NCHW)."""
+        """dlib's unnormalised 128-d descriptor from raw 0..255 RGB pixels (float NCHW 150x150)."""
+        if not torch.jit.is_tracing() and tuple(x.shape[1:]) != (3, *DLIB_INPUT_SIZE[::-1]):
+            raise ValueError(f"dlib's network takes [N, 3, 150, 150] RGB, got {tuple(x.shape)}")
         x = (x - self.mean_rgb) / 256.0
         x = F.max_pool2d(F.relu(self.aff1(self.conv1(x))), 3, 2)
         x = self.units(x)
