@@ -51,8 +51,8 @@ class Distance(ABC):
 class EuclideanDistance(Distance):
     """L2 distance ``||x - y||`` (or its square with ``squared=True``).
 
-    Computed as ``|x|^2 + |y|^2 - 2 x.y`` (one matrix product). The square root has a zero
-    gradient where the distance is exactly zero, and the diagonal of ``pairwise(x)`` is exactly 0.
+    Computed as ``|x|^2 + |y|^2 - 2 x.y`` (one matrix product). The diagonal of ``pairwise(x)`` is
+    0 (up to ``sqrt(tiny)``, ~1e-19 in float32) and the square root has a zero gradient there.
     ``normalize=True`` L2-normalises the rows first.
     """
 
@@ -65,17 +65,18 @@ class EuclideanDistance(Distance):
         if self.normalize:
             x = F.normalize(x, dim=1)
             y = None if y is None else F.normalize(y, dim=1)
-        ref = x if y is None else y
-        x2 = (x * x).sum(dim=1)
-        r2 = x2 if y is None else (ref * ref).sum(dim=1)
-        d2 = torch.addmm(x2[:, None] + r2[None, :], x, ref.t(), alpha=-2.0).clamp_min(0.0)
         if y is None:
-            d2 = d2.masked_fill(torch.eye(x.shape[0], dtype=torch.bool, device=x.device), 0.0)
+            gram = x @ x.t()
+            sq = gram.diagonal()
+            # (a + a) - 2a is exactly 0 in floating point: the diagonal is exactly zero
+            d2 = (sq[:, None] + sq[None, :]) - 2.0 * gram
+        else:
+            d2 = torch.addmm((x * x).sum(dim=1)[:, None] + (y * y).sum(dim=1)[None, :], x, y.t(), alpha=-2.0)
         if self.squared:
-            return d2
-        positive = d2 > 0
-        # clamp keeps sqrt's gradient finite; where() routes a zero gradient to exact zeros
-        return torch.where(positive, d2.clamp_min(torch.finfo(d2.dtype).tiny).sqrt(), 0.0)
+            return d2.clamp_min(0.0)
+        # clamping at the smallest normal float keeps sqrt's gradient finite (and zero there);
+        # exact zeros come out as sqrt(tiny), about 1e-19 in float32
+        return d2.clamp_min(torch.finfo(d2.dtype).tiny).sqrt()
 
 
 @dataclass(frozen=True)

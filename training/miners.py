@@ -71,8 +71,10 @@ class BatchAllMiner(TripletMiner):
         _check(mat, labels)
         pos, neg = pair_masks(labels)
         a, p = pos.nonzero(as_tuple=True)
-        row, n = neg[a].nonzero(as_tuple=True)  # negatives of each positive pair's anchor
-        return Triplets(a[row], p[row], n)
+        negs = neg[a]  # [pairs, N]: the negatives of each positive pair's anchor
+        per_pair = negs.sum(dim=1)
+        n = negs.nonzero(as_tuple=True)[1]
+        return Triplets(a.repeat_interleave(per_pair), p.repeat_interleave(per_pair), n)
 
 
 @dataclass(frozen=True)

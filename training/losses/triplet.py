@@ -53,5 +53,10 @@ class TripletMarginLoss(nn.Module):
         if triplets is None:
             triplets = self.miner.mine(mat.detach(), labels, distance=self.distance, margin=alpha)
         a, p, n = triplets
-        per_triplet = (self.distance.violation(mat[a, p], mat[a, n]) + alpha).clamp_min(0.0)
+        if not a.shape == p.shape == n.shape or a.ndim != 1:
+            raise ValueError("triplets must be three 1-D index tensors of equal length")
+        # gathering from the flattened matrix back-propagates with index_add (much faster than mat[a, p])
+        flat, width = mat.reshape(-1), mat.shape[1]
+        d_ap, d_an = flat.index_select(0, a * width + p), flat.index_select(0, a * width + n)
+        per_triplet = (self.distance.violation(d_ap, d_an) + alpha).clamp_min(0.0)
         return summarize(per_triplet, self.reducer)
