@@ -1,0 +1,201 @@
+"""``facegate-train``: prepare the aligned cache, train, export; evaluation and calibration.
+
+    facegate-train prepare ../shared/data/celeba-aligned var/cache/celeba --labels-csv \\
+        ../shared/data/celeba-aligned/labels.csv --assume-aligned fallback --min-face-size 20
+    facegate-train train training/configs/triplet_scheduled.toml --set train.seed=1
+    torchrun --nproc_per_node=2 -m training.cli train training/configs/base.toml   # DDP
+    facegate-train export runs/triplet_scheduled models/mine --name mine --version 1
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="FaceGate training toolkit")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DataDir = Annotated[
+    Path, typer.Option(envvar="FACEGATE_DATA", help="shared data folder (lfw/, celeba-aligned/)")
+]
+ModelsDir = Annotated[Path, typer.Option(help="folder holding mtcnn/")]
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.command()
+def prepare(
+    source: Annotated[Path, typer.Argument(help="folder of <identity>/<image>")],
+    out: Annotated[Path, typer.Argument(help="cache folder to write (crops.npy, manifest.csv, meta.json)")],
+    labels_csv: Annotated[
+        Path | None, typer.Option(help="CSV path,identity (paths relative to SOURCE)")
+    ] = None,
+    backbone: Annotated[
+        str, typer.Option(help="align for this backbone's input size and template")
+    ] = "mobilefacenet",
+    backbone_kwargs: Annotated[str, typer.Option(help="JSON arguments of the backbone")] = "{}",
+    assume_aligned: Annotated[
+        str, typer.Option(help="never | fallback (when no face is found) | always: map already-aligned crops")
+    ] = "never",
+    source_landmarks: Annotated[str, typer.Option(help="mean landmarks of the aligned set")] = "celeba",
+    models_dir: ModelsDir = REPO_ROOT / "models",
+    min_face_size: int = 40,
+    max_side: int = 640,
+    workers: Annotated[int, typer.Option(help="processes (0: this one)")] = 0,
+    verbose: bool = False,
+) -> None:
+    """Detect and align every image once through the service pipeline and cache the crops."""
+    _logging(verbose)
+    from tqdm import tqdm
+
+    from training.backbones import build_backbone
+    from training.data.dataset import prepare_folder
+    from training.data.prepare import PrepareOptions
+
+    if assume_aligned not in ("never", "fallback", "always"):
+        raise typer.BadParameter("--assume-aligned must be never, fallback or always")
+    model = build_backbone(backbone, **json.loads(backbone_kwargs))
+    opts = PrepareOptions(
+        size=tuple(model.input_size),
+        template=tuple(tuple(float(v) for v in p) for p in model.alignment_template),
+        assume_aligned=assume_aligned,  # type: ignore[arg-type]
+        source_landmarks=source_landmarks,
+        models_dir=models_dir,
+        min_face_size=min_face_size,
+        max_side=max_side,
+        workers=workers,
+        extra={"backbone": backbone, "backbone_kwargs": json.loads(backbone_kwargs)},
+    )
+    cache = prepare_folder(
+        source, out, opts, labels_csv, progress=lambda it, n: tqdm(it, total=n, desc="prepare", unit="img")
+    )
+    meta = cache.meta
+    typer.echo(
+        f"{out}: {meta['counts']['ok']} of {meta['images']} images aligned "
+        f"({meta['methods']}), {meta['counts']['no_face']} without a face, {meta['counts']['error']} "
+        f"unreadable; {len(cache.identities)} identities. Failures are listed in {out / 'manifest.csv'}"
+    )
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="run config (.toml, .json or .yaml)")],
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override, e.g. --set loss.name=circle (repeatable)")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="continue from the run folder's last checkpoint")] = False,
+    resume_from: Annotated[Path | None, typer.Option(help="continue from this checkpoint")] = None,
+    verbose: bool = False,
+) -> None:
+    """Train (under torchrun: with DDP); config.json, metrics.csv and checkpoints go to train.out_dir."""
+    _logging(verbose)
+    from training.config import load_config
+    from training.loop import main
+
+    try:
+        cfg = load_config(config, set_ or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="CONFIG / --set") from exc
+    result = main(cfg, resume_from if resume_from is not None else resume)
+    if result.rows:
+        last = result.rows[-1]
+        typer.echo(
+            f"{result.out_dir}: epoch {last['epoch']} loss {last['loss']:.4f} val acc {last['val_accuracy']}"
+        )
+
+
+@app.command("export")
+def export_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="a training run folder (train.out_dir)")],
+    out: Annotated[Path, typer.Argument(help="model folder to write (model.onnx + model.json)")],
+    name: Annotated[str, typer.Option(help="model name in the card")] = "facegate-trained",
+    version: Annotated[str, typer.Option(help="model version in the card")] = "0.1.0",
+    license: Annotated[str, typer.Option(help="licence of the weights")] = "non-commercial research only",
+    data_name: Annotated[str, typer.Option(help="training data, for the card")] = "CelebA (celeba-aligned)",
+    data_terms: Annotated[str, typer.Option(help="terms of the training data")] = (
+        "CelebA is published for non-commercial research purposes only"
+    ),
+    num_check: int = 64,
+    min_tail: Annotated[int, typer.Option(help="impostor pairs needed above a tabulated FAR")] = 10,
+    verbose: bool = False,
+) -> None:
+    """Export a run's last checkpoint to ONNX (parity-checked) with a provisional calibration."""
+    _logging(verbose)
+    from training.export_run import export_run
+
+    card = export_run(
+        run_dir,
+        out,
+        name=name,
+        version=version,
+        license=license,
+        training_data=[{"name": data_name, "terms": data_terms}],
+        num_check=num_check,
+        min_tail=min_tail,
+    )
+    typer.echo(f"wrote {out / 'model.onnx'} and {card}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation and calibration commands. Thin wrappers over training.evaluate / training.calibrate
+# (owned by the evaluation helper, who may replace this block with richer commands).
+# ---------------------------------------------------------------------------------------------
+
+
+@app.command("eval")
+def eval_cmd(
+    model_dir: Annotated[Path, typer.Argument(help="folder with model.onnx + model.json")],
+    data_dir: DataDir = REPO_ROOT.parent / "shared" / "data",
+    folder: Annotated[
+        Path | None, typer.Option(help="evaluate on pairs sampled from this folder instead")
+    ] = None,
+    models_dir: ModelsDir = REPO_ROOT / "models",
+    cache_dir: Annotated[Path, typer.Option(help="embedding cache")] = REPO_ROOT / "var" / "eval-cache",
+    plots_dir: Annotated[Path | None, typer.Option(help="write ROC/DET and histogram PNGs here")] = None,
+    seed: int = 0,
+    out: Annotated[Path | None, typer.Option(help="write the report as JSON here")] = None,
+) -> None:
+    """LFW View 2 10-fold protocol (or sampled pairs of a folder) through the service pipeline."""
+    _logging(False)
+    from training.evaluate import evaluate_folder, evaluate_lfw
+
+    report: dict[str, Any]
+    if folder is None:
+        report = evaluate_lfw(model_dir, data_dir, models_dir, cache_dir, plots_dir=plots_dir)
+    else:
+        report = evaluate_folder(model_dir, folder, models_dir, cache_dir, seed=seed, plots_dir=plots_dir)
+    text = json.dumps(report, indent=2, default=str)
+    if out is not None:
+        out.write_text(text + "\n")
+    typer.echo(text)
+
+
+@app.command()
+def calibrate(
+    model_dir: Annotated[Path, typer.Argument(help="folder with model.onnx + model.json")],
+    data_dir: DataDir = REPO_ROOT.parent / "shared" / "data",
+    models_dir: ModelsDir = REPO_ROOT / "models",
+    cache_dir: Annotated[Path, typer.Option(help="embedding cache")] = REPO_ROOT / "var" / "eval-cache",
+) -> None:
+    """Fit a, b and the false-accept table on held-out pairs; print the calibration as JSON."""
+    _logging(False)
+    from training.calibrate import calibrate_model
+
+    calibration = calibrate_model(model_dir, data_dir, models_dir, cache_dir)
+    typer.echo(calibration.model_dump_json(indent=2))
+
+
+# ---- end of the evaluation/calibration block ----
+
+
+if __name__ == "__main__":
+    app()
