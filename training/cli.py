@@ -151,6 +151,11 @@ def export_cmd(
 # ---------------------------------------------------------------------------------------------
 
 
+CacheDir = Annotated[
+    Path, typer.Option(envvar="FACEGATE_CACHE", help="embedding cache (one embedding per image and model)")
+]
+
+
 @app.command("eval")
 def eval_cmd(
     model_dir: Annotated[Path, typer.Argument(help="folder with model.onnx + model.json")],
@@ -159,14 +164,16 @@ def eval_cmd(
         Path | None, typer.Option(help="evaluate on pairs sampled from this folder instead")
     ] = None,
     models_dir: ModelsDir = REPO_ROOT / "models",
-    cache_dir: Annotated[Path, typer.Option(help="embedding cache")] = REPO_ROOT / "var" / "eval-cache",
+    cache_dir: CacheDir = REPO_ROOT / "var" / "eval-cache",
     plots_dir: Annotated[Path | None, typer.Option(help="write ROC/DET and histogram PNGs here")] = None,
-    seed: int = 0,
+    seed: Annotated[int, typer.Option(help="seed of the pairs sampled from --folder")] = 0,
     out: Annotated[Path | None, typer.Option(help="write the report as JSON here")] = None,
+    update_card: Annotated[bool, typer.Option(help="store the LFW report as the card's evaluation")] = False,
 ) -> None:
     """LFW View 2 10-fold protocol (or sampled pairs of a folder) through the service pipeline."""
     _logging(False)
     from training.evaluate import evaluate_folder, evaluate_lfw
+    from training.evaluate import update_card as write_evaluation
 
     report: dict[str, Any]
     if folder is None:
@@ -176,6 +183,11 @@ def eval_cmd(
     text = json.dumps(report, indent=2, default=str)
     if out is not None:
         out.write_text(text + "\n")
+    if update_card:
+        if folder is not None:
+            raise typer.BadParameter("--update-card stores the LFW protocol only", param_hint="--folder")
+        report.pop("plots", None)
+        write_evaluation(model_dir, evaluation=report)
     typer.echo(text)
 
 
@@ -184,14 +196,29 @@ def calibrate(
     model_dir: Annotated[Path, typer.Argument(help="folder with model.onnx + model.json")],
     data_dir: DataDir = REPO_ROOT.parent / "shared" / "data",
     models_dir: ModelsDir = REPO_ROOT / "models",
-    cache_dir: Annotated[Path, typer.Option(help="embedding cache")] = REPO_ROOT / "var" / "eval-cache",
+    cache_dir: CacheDir = REPO_ROOT / "var" / "eval-cache",
+    source: Annotated[
+        list[str] | None, typer.Option(help="impostor source: lfw-outside-view2, celeba (repeatable)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="write the calibration as JSON here")] = None,
+    update_card: Annotated[bool, typer.Option(help="store it as the card's calibration")] = False,
 ) -> None:
-    """Fit a, b and the false-accept table on held-out pairs; print the calibration as JSON."""
+    """Fit a, b (LFW View 1) and the false-accept table (impostor pairs outside LFW View 2)."""
     _logging(False)
     from training.calibrate import calibrate_model
+    from training.evaluate import update_card as write_calibration
 
-    calibration = calibrate_model(model_dir, data_dir, models_dir, cache_dir)
-    typer.echo(calibration.model_dump_json(indent=2))
+    sources = tuple(source) if source else ("lfw-outside-view2", "celeba")
+    try:
+        calibration = calibrate_model(model_dir, data_dir, models_dir, cache_dir, sources)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    text = calibration.model_dump_json(indent=2)
+    if out is not None:
+        out.write_text(text + "\n")
+    if update_card:
+        write_calibration(model_dir, calibration=calibration.model_dump())
+    typer.echo(text)
 
 
 # ---- end of the evaluation/calibration block ----

@@ -148,3 +148,11 @@ def evaluate_folder(
         ),
         **report,
     }
+
+
+def update_card(model_dir: Path, **fields: object) -> Path:
+    """Replace top-level fields (``evaluation``, ``calibration``) of a verified card; ONNX untouched."""
+    from service.model_card import write_card
+
+    card = load_card(model_dir)
+    return write_card(card.model_validate({**card.model_dump(), **fields}), model_dir)
