@@ -238,6 +238,7 @@ def train(cfg: RunConfig, env: DistEnv | None = None, resume: bool | Path = Fals
     for epoch in range(start_epoch, cfg.train.epochs + 1):
         row = _train_epoch(run, epoch)
         run.objective.step_epoch(row["easy_share"])
+        row.update(val_accuracy=float("nan"), val_threshold=float("nan"))  # rank 0 validates
         if env.is_main:
             acc, thr = float("nan"), float("nan")
             if run.validator is not None:

@@ -1,9 +1,12 @@
 """P x K batch sampler: each batch holds P distinct identities with K images each.
 
-The epoch's batch sequence is a pure function of (labels, P, K, seed, epoch): every process
-computes the same global sequence and rank r takes batches r, r + world_size, ... (like
-``DistributedSampler``), so ranks get disjoint shares and together cover exactly what a single
-process would see. Call ``set_epoch`` before each epoch.
+The epoch's sequence is a pure function of (labels, P, K, seed, epoch, world size): every
+process computes the same sequence of global steps, each of ``world_size * P`` distinct
+identities x K images, and rank r takes the r-th block of P identities of every step. Ranks
+thus get disjoint shares (no identity is on two ranks in one step, so embeddings gathered
+across ranks form one valid P x K batch), and together they see exactly the batches a single
+process with ``world_size * P`` identities per batch would see. Call ``set_epoch`` before each
+epoch.
 """
 
 from __future__ import annotations
@@ -44,32 +47,33 @@ class PKSampler:
         ids, inverse = np.unique(labels, return_inverse=True)
         groups = [np.flatnonzero(inverse == i) for i in range(len(ids))]
         self.groups = [g for g in groups if len(g) >= floor]
-        if len(self.groups) < p:
+        self.p_global = p * world_size
+        if len(self.groups) < self.p_global:
             raise ValueError(
-                f"P={p} needs at least {p} identities with >= {floor} images; only {len(self.groups)} have"
+                f"{world_size} rank(s) x P={p} need at least {self.p_global} identities with >= {floor} "
+                f"images; only {len(self.groups)} have"
             )
         n_images = sum(len(g) for g in self.groups)
-        total = batches_per_epoch * world_size if batches_per_epoch else max(1, n_images // (p * k))
-        # every rank must run the same number of steps (collectives), so drop the remainder
-        self.global_batches = max(world_size, total - total % world_size)
+        # every rank runs the same number of steps (collectives)
+        self.steps = batches_per_epoch or max(1, n_images // (self.p_global * k))
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.global_batches // self.world_size
+        return self.steps
 
     def global_sequence(self) -> list[list[int]]:
-        """All batches of the current epoch, before the split across ranks."""
+        """The epoch's global batches (``world_size * P`` identities each), before the split."""
         rng = np.random.default_rng([self.seed, self.epoch])
         n_ids = len(self.groups)
         pools: list[list[int]] = [[] for _ in range(n_ids)]
         order: list[int] = []
         batches: list[list[int]] = []
-        for _ in range(self.global_batches):
+        for _ in range(self.steps):
             chosen: list[int] = []
-            while len(chosen) < self.p:
+            while len(chosen) < self.p_global:
                 if not order:
                     order = rng.permutation(n_ids).tolist()
                 ident = order.pop()
@@ -97,5 +101,6 @@ class PKSampler:
         return drawn
 
     def __iter__(self) -> Iterator[list[int]]:
-        batches = self.global_sequence()
-        yield from batches[self.rank :: self.world_size]
+        share = self.p * self.k
+        for batch in self.global_sequence():
+            yield batch[self.rank * share : (self.rank + 1) * share]
