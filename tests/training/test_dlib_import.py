@@ -293,3 +293,20 @@ def test_parity_with_dlib_on_lfw_chips() -> None:
     cos = (ours * descriptors).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(descriptors, axis=1)
     assert cos.min() >= 0.999
     np.testing.assert_allclose(ours, descriptors, atol=1e-4)
+
+
+def test_registry_builds_it_and_it_trains() -> None:
+    from training.backbones import build_backbone
+
+    torch.manual_seed(0)
+    model = build_backbone("dlib_resnet", embedding_dim=32)
+    assert isinstance(model, DlibResNet) and model.input_size == (150, 150)
+    emb = model(torch.rand(2, 3, 150, 150) * 255)
+    assert emb.shape == (2, 32)
+    np.testing.assert_allclose(emb.norm(dim=1).detach().numpy(), 1.0, atol=1e-5)
+    emb[:, 0].sum().backward()
+    assert model.conv1.weight.grad is not None and model.units[0].aff1.weight.grad is not None
+    with pytest.raises(ValueError, match="150"):
+        model(torch.zeros(1, 3, 112, 112))
+    with pytest.raises(ValueError, match="dat_path"):
+        build_backbone("dlib_resnet", colour="blue")

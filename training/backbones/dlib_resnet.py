@@ -134,14 +134,17 @@ class DlibResNet(Backbone):
         self.units = nn.Sequential(*units)
         self.fc = nn.Linear(cin, embedding_dim, bias=False)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The unnormalised descriptor from normalised input ``(pixels - mean_rgb) / 256``."""
+        x = F.max_pool2d(F.relu(self.aff1(self.conv1(x))), 3, 2)
+        x = self.units(x)
+        return self.fc(x.mean(dim=(2, 3)))
+
     def descriptor(self, x: torch.Tensor) -> torch.Tensor:
         """dlib's unnormalised 128-d descriptor from raw 0..255 RGB pixels (float NCHW 150x150)."""
         if not torch.jit.is_tracing() and tuple(x.shape[1:]) != (3, *DLIB_INPUT_SIZE[::-1]):
             raise ValueError(f"dlib's network takes [N, 3, 150, 150] RGB, got {tuple(x.shape)}")
-        x = (x - self.mean_rgb) / 256.0
-        x = F.max_pool2d(F.relu(self.aff1(self.conv1(x))), 3, 2)
-        x = self.units(x)
-        return self.fc(x.mean(dim=(2, 3)))
+        return self.features((x - self.mean_rgb) / 256.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.descriptor(x), p=2.0, dim=1, eps=1e-12)
