@@ -1,0 +1,158 @@
+"""Numpy building blocks of the MTCNN cascade: area resampling, box generation, regression, NMS.
+
+Box arrays are float (N, >=4) with columns x1, y1, x2, y2 in facenet-pytorch's convention (the
+MTCNN reference code's 1-based pixel indices: a box covers the 0-based pixel columns
+``trunc(x1) - 1 .. trunc(x2) - 1``). Resampling is "area" (adaptive average pooling), exactly as
+facenet-pytorch's ``interpolate(mode="area")``, computed from one integral image.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PNET_STRIDE = 2
+PNET_CELL = 12
+
+
+def integral_image(rgb: np.ndarray) -> np.ndarray:
+    """(3, H+1, W+1) cumulative sums of an (H, W, 3) uint8 image, zero first row and column.
+
+    Channel-first so that both cumulative sums and the separable gathers below run over
+    contiguous memory; int32 while the image total fits, int64 beyond.
+    """
+    h, w, c = rgb.shape
+    dtype = np.int32 if h * w * 255 < 2**31 else np.int64
+    out = np.zeros((c, h + 1, w + 1), dtype=dtype)
+    body = out[:, 1:, 1:]
+    body[...] = rgb.transpose(2, 0, 1)
+    np.cumsum(body, axis=2, out=body)
+    np.cumsum(body, axis=1, out=body)
+    return out
+
+
+def _pool_edges(start: np.ndarray, length: np.ndarray, out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Adaptive-pooling bin edges: (N, out) starts and ends of ``out`` bins over ``length`` pixels."""
+    i = np.arange(out, dtype=np.int64)
+    length = length[:, None]
+    lo = (i * length) // out
+    hi = -((-(i + 1) * length) // out)  # ceil
+    return start[:, None] + lo, start[:, None] + hi
+
+
+def area_resize(integral: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The whole image area-resampled to ``size`` = (height, width); float32 (3, h, w)."""
+    _, rows, cols = integral.shape
+    r0, r1 = _pool_edges(np.zeros(1, np.int64), np.array([rows - 1]), size[0])
+    c0, c1 = _pool_edges(np.zeros(1, np.int64), np.array([cols - 1]), size[1])
+    band = np.take(integral, r1[0], axis=1) - np.take(integral, r0[0], axis=1)
+    total = np.take(band, c1[0], axis=2) - np.take(band, c0[0], axis=2)
+    count = ((r1 - r0)[0][:, None] * (c1 - c0)[0][None, :]).astype(np.float32)
+    return total.astype(np.float32) / count
+
+
+def area_crops(integral: np.ndarray, regions: np.ndarray, size: int) -> np.ndarray:
+    """Crop ``regions`` and area-resample each to ``size`` x ``size``; float32 (N, 3, size, size).
+
+    ``regions`` is int (N, 4): x0, y0, x1, y1 in 0-based pixels, end exclusive. Parts outside the
+    image count as black, as in the original MTCNN's zero padding.
+    """
+    _, rows, cols = integral.shape
+    regions = np.asarray(regions, dtype=np.int64)
+    r0, r1 = _pool_edges(regions[:, 1], regions[:, 3] - regions[:, 1], size)
+    c0, c1 = _pool_edges(regions[:, 0], regions[:, 2] - regions[:, 0], size)
+    count = np.maximum((r1 - r0)[:, :, None] * (c1 - c0)[:, None, :], 1).astype(np.float32)
+    r0, r1 = np.clip(r0, 0, rows - 1)[:, :, None], np.clip(r1, 0, rows - 1)[:, :, None]
+    c0, c1 = np.clip(c0, 0, cols - 1)[:, None, :], np.clip(c1, 0, cols - 1)[:, None, :]
+    total = integral[:, r1, c1] - integral[:, r0, c1] - integral[:, r1, c0] + integral[:, r0, c0]
+    return np.ascontiguousarray((total.astype(np.float32) / count).transpose(1, 0, 2, 3))
+
+
+def pyramid_scales(height: int, width: int, min_size: float, factor: float) -> list[float]:
+    """Scales at which a ``min_size`` face becomes a 12-pixel PNet cell, down to a 12-pixel image."""
+    scale = PNET_CELL / min_size
+    side = min(height, width) * scale
+    scales = []
+    while side >= PNET_CELL:
+        scales.append(scale)
+        scale *= factor
+        side *= factor
+    return scales
+
+
+def generate_boxes(reg: np.ndarray, prob: np.ndarray, scale: float, threshold: float) -> np.ndarray:
+    """PNet output map (reg (4, h, w), prob (h, w)) -> (N, 9): x1, y1, x2, y2, score, 4 offsets."""
+    rows, cols = np.nonzero(prob >= threshold)
+    cells = np.stack([cols, rows], axis=1).astype(np.float32)
+    s = np.float32(scale)
+    q1 = np.floor((PNET_STRIDE * cells + 1) / s)
+    q2 = np.floor((PNET_STRIDE * cells + PNET_CELL) / s)
+    return np.concatenate([q1, q2, prob[rows, cols][:, None], reg[:, rows, cols].T], axis=1).astype(
+        np.float32
+    )
+
+
+def regress(boxes: np.ndarray, offsets: np.ndarray, inclusive: bool) -> np.ndarray:
+    """Shift box edges by ``offsets`` (N, 4) times the box size (``+ 1`` sizes when ``inclusive``)."""
+    out = boxes.copy()
+    w = boxes[:, 2] - boxes[:, 0] + (1 if inclusive else 0)
+    h = boxes[:, 3] - boxes[:, 1] + (1 if inclusive else 0)
+    out[:, :4] = boxes[:, :4] + offsets[:, :4] * np.stack([w, h, w, h], axis=1)
+    return out
+
+
+def square(boxes: np.ndarray) -> np.ndarray:
+    """Grow each box to a square of side max(w, h) around the same centre."""
+    out = boxes.copy()
+    w = boxes[:, 2] - boxes[:, 0]
+    h = boxes[:, 3] - boxes[:, 1]
+    side = np.maximum(w, h)
+    out[:, 0] = boxes[:, 0] + w * 0.5 - side * 0.5
+    out[:, 1] = boxes[:, 1] + h * 0.5 - side * 0.5
+    out[:, 2] = out[:, 0] + side
+    out[:, 3] = out[:, 1] + side
+    return out
+
+
+def crop_regions(boxes: np.ndarray, clip_to: tuple[int, int] | None = None) -> np.ndarray:
+    """int (N, 4) 0-based, end-exclusive pixel regions the next net sees for each box.
+
+    With ``clip_to`` = (height, width) the regions are cut at the image border (facenet-pytorch's
+    behaviour, which then stretches the crop); without, they may reach outside (zero padding).
+    """
+    t = np.trunc(boxes[:, :4]).astype(np.int64)
+    regions = np.stack([t[:, 0] - 1, t[:, 1] - 1, t[:, 2], t[:, 3]], axis=1)
+    if clip_to is not None:
+        height, width = clip_to
+        regions[:, [0, 2]] = np.clip(regions[:, [0, 2]], 0, width)
+        regions[:, [1, 3]] = np.clip(regions[:, [1, 3]], 0, height)
+    return regions
+
+
+def nms(
+    boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "union", inclusive: bool = False
+):
+    """Greedy non-maximum suppression; indices of kept boxes, highest score first.
+
+    ``mode`` "union" divides the overlap by the union (IoU), "min" by the smaller box. A box is
+    dropped when that ratio exceeds ``threshold``. ``inclusive`` adds 1 to widths and heights (the
+    reference code's last stage); torchvision's ``nms`` (earlier stages) does not.
+    """
+    if mode not in ("union", "min"):
+        raise ValueError(f"unknown NMS mode {mode!r}; valid: union, min")
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    one = 1.0 if inclusive else 0.0
+    x1, y1, x2, y2 = (boxes[:, k].astype(np.float64) for k in range(4))
+    area = (x2 - x1 + one) * (y2 - y1 + one)
+    order = np.argsort(scores, kind="stable")[::-1]  # ties: later box first, as the reference code
+    keep = []
+    while order.size:
+        i, rest = order[0], order[1:]
+        keep.append(i)
+        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + one)
+        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + one)
+        inter = w * h
+        denom = np.minimum(area[i], area[rest]) if mode == "min" else area[i] + area[rest] - inter
+        ratio = np.divide(inter, denom, out=np.zeros_like(inter), where=denom > 0)
+        order = rest[ratio <= threshold]
+    return np.asarray(keep, dtype=np.int64)
