@@ -31,7 +31,9 @@ def serve(
     import uvicorn
 
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     uvicorn.run(
         "service.main:create_app",
         factory=True,
@@ -72,8 +74,15 @@ def keys_list() -> None:
     """List keys (never their secrets)."""
     table = Table("id", "name", "prefix", "scopes", "created", "last used", "revoked")
     for k in _keystore().list():
-        table.add_row(str(k.id), k.name, k.prefix, ",".join(sorted(k.scopes)), str(k.created_at)[:19],
-                      str(k.last_used_at or "")[:19], str(k.revoked_at or "")[:19])
+        table.add_row(
+            str(k.id),
+            k.name,
+            k.prefix,
+            ",".join(sorted(k.scopes)),
+            str(k.created_at)[:19],
+            str(k.last_used_at or "")[:19],
+            str(k.revoked_at or "")[:19],
+        )
     console.print(table)
 
 
@@ -94,7 +103,9 @@ def enroll_dir(
     directory: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="DIR/<person_id>/<photo>")],
     replace: Annotated[bool, typer.Option(help="replace people already enrolled")] = False,
     allow_duplicate: Annotated[bool, typer.Option(help="enrol faces that match another person")] = False,
-    largest_face: Annotated[bool, typer.Option(help="take the largest face when a photo has several")] = False,
+    largest_face: Annotated[
+        bool, typer.Option(help="take the largest face when a photo has several")
+    ] = False,
 ) -> None:
     """Enrol every person of DIR from their first usable photo; report each rejected photo and why."""
     from service.enroll_dir import enroll_directory
@@ -104,12 +115,24 @@ def enroll_dir(
     logging.basicConfig(level=logging.WARNING)
     state = build_state(get_settings(), Metrics())
     people = sorted(p for p in directory.iterdir() if p.is_dir())
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                        console=console)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
     with progress:
         task = progress.add_task("enrolling", total=len(people))
-        report = enroll_directory(state.recognizer, people, PHOTO_SUFFIXES, replace, allow_duplicate, largest_face,
-                                  on_person=lambda: progress.advance(task))
+        report = enroll_directory(
+            state.recognizer,
+            people,
+            PHOTO_SUFFIXES,
+            replace,
+            allow_duplicate,
+            largest_face,
+            on_person=lambda: progress.advance(task),
+        )
     table = Table("person", "photo", "outcome")
     for row in report.rejected:
         table.add_row(row.person_id, row.photo, row.reason)

@@ -110,7 +110,9 @@ def _validate(model: type[Options], fields: dict) -> Options:
         raise InvalidRequest(detail, errors=errors) from exc
 
 
-async def read_photo_request(request: Request, options: type[Options], max_bytes: int) -> tuple[bytes, Options]:
+async def read_photo_request(
+    request: Request, options: type[Options], max_bytes: int
+) -> tuple[bytes, Options]:
     """The photo bytes and the validated options from a multipart or JSON request."""
     ctype = request.headers.get("content-type", "")
     if ctype.startswith("multipart/form-data"):

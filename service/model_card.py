@@ -46,7 +46,9 @@ class FarPoint(_Frozen):
 class Calibration(_Frozen):
     a: float
     b: float
-    far_table: list[FarPoint] = Field(description="similarity threshold per false-accept rate, far descending")
+    far_table: list[FarPoint] = Field(
+        description="similarity threshold per false-accept rate, far descending"
+    )
     data: str = Field("", description="the pairs the calibration was fitted on")
     genuine_pairs: int = 0
     impostor_pairs: int = 0

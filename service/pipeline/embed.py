@@ -41,6 +41,8 @@ class Embedder:
         (out,) = self.session.run(None, {self._input: crops})
         out = np.asarray(out, dtype=np.float32)
         if out.shape[1] != self.card.embedding_dim:
-            raise ModelError(f"model returned {out.shape[1]}-d embeddings, card says {self.card.embedding_dim}")
+            raise ModelError(
+                f"model returned {out.shape[1]}-d embeddings, card says {self.card.embedding_dim}"
+            )
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norms, 1e-12)

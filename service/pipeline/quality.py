@@ -44,7 +44,9 @@ def sharpness(crop: np.ndarray) -> float:
 
     Resizing first makes the figure comparable across models whose crops differ in size.
     """
-    gray = Image.fromarray(np.ascontiguousarray(crop)).convert("L").resize((112, 112), Image.Resampling.BILINEAR)
+    gray = (
+        Image.fromarray(np.ascontiguousarray(crop)).convert("L").resize((112, 112), Image.Resampling.BILINEAR)
+    )
     g = np.asarray(gray, dtype=np.float64)
     lap = g[1:-1, :-2] + g[1:-1, 2:] + g[:-2, 1:-1] + g[2:, 1:-1] - 4.0 * g[1:-1, 1:-1]
     return float(lap.var())

@@ -30,6 +30,8 @@ def make_session(path: Path, providers: list[str] | None = None, threads: int = 
     if threads:
         opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), sess_options=opts, providers=providers or ["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(path), sess_options=opts, providers=providers or ["CPUExecutionProvider"]
+    )
     log.info("loaded %s with providers %s", path.name, session.get_providers())
     return session

@@ -35,13 +35,32 @@ def create_key(body: KeyCreate, state: StateDep, caller: AdminCaller) -> dict:
         plaintext, record = state.keys.create(body.name, set(body.scopes))
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from exc
-    audit(state.sessions, "key_create", caller.key_id, caller.key_name, None, "ok", None, None,
-          {"key_id": record.id, "scopes": sorted(record.scopes)})
+    audit(
+        state.sessions,
+        "key_create",
+        caller.key_id,
+        caller.key_name,
+        None,
+        "ok",
+        None,
+        None,
+        {"key_id": record.id, "scopes": sorted(record.scopes)},
+    )
     return {**key_out(record), "key": plaintext}
 
 
 @router.delete("/{key_id}", status_code=204, response_class=Response)
 def revoke_key(key_id: int, state: StateDep, caller: AdminCaller) -> Response:
     state.keys.revoke(key_id)
-    audit(state.sessions, "key_revoke", caller.key_id, caller.key_name, None, "ok", None, None, {"key_id": key_id})
+    audit(
+        state.sessions,
+        "key_revoke",
+        caller.key_id,
+        caller.key_name,
+        None,
+        "ok",
+        None,
+        None,
+        {"key_id": key_id},
+    )
     return Response(status_code=204)

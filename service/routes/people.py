@@ -37,8 +37,11 @@ def get_person(person_id: PersonId, recognizer: RecognizerDep, caller: AdminCall
 @router.get("/{person_id}/crop", response_class=Response, responses={200: {"content": {"image/png": {}}}})
 def get_crop(person_id: PersonId, recognizer: RecognizerDep, caller: AdminCaller) -> Response:
     """The aligned reference crop (PNG)."""
-    return Response(recognizer.gallery.crop(person_id), media_type="image/png",
-                    headers={"Cache-Control": "private, no-store"})
+    return Response(
+        recognizer.gallery.crop(person_id),
+        media_type="image/png",
+        headers={"Cache-Control": "private, no-store"},
+    )
 
 
 @router.get("/{person_id}/export")
@@ -51,7 +54,16 @@ def export_person(person_id: PersonId, recognizer: RecognizerDep, caller: AdminC
 async def delete_person(person_id: PersonId, recognizer: RecognizerDep, caller: AdminCaller) -> Response:
     """Remove the person, the crop, every embedding and the index entries."""
     await run_in_threadpool(recognizer.gallery.delete, person_id)
-    audit(recognizer.gallery.session_factory, "delete", caller.key_id, caller.key_name, person_id, "ok", None,
-          recognizer.version, {})
+    audit(
+        recognizer.gallery.session_factory,
+        "delete",
+        caller.key_id,
+        caller.key_name,
+        person_id,
+        "ok",
+        None,
+        recognizer.version,
+        {},
+    )
     recognizer.metrics.gallery_size.set(recognizer.gallery.size())
     return Response(status_code=204)

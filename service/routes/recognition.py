@@ -24,14 +24,18 @@ router = APIRouter(tags=["recognition"])
 
 
 @router.post("/enroll", response_model=EnrollOut, status_code=201, openapi_extra=photo_body(EnrollJSON))
-async def enroll(request: Request, state: StateDep, recognizer: RecognizerDep, caller: EnrollCaller) -> EnrollOut:
+async def enroll(
+    request: Request, state: StateDep, recognizer: RecognizerDep, caller: EnrollCaller
+) -> EnrollOut:
     """Enrol one reference photo for a person (exactly one face unless face_selection=largest)."""
     data, opts = await read_photo_request(request, EnrollOptions, state.settings.max_upload_bytes)
     return await run_in_threadpool(recognizer.enroll, data, opts, caller)
 
 
 @router.post("/verify", response_model=VerifyOut, openapi_extra=photo_body(VerifyJSON))
-async def verify(request: Request, state: StateDep, recognizer: RecognizerDep, caller: VerifyCaller) -> VerifyOut:
+async def verify(
+    request: Request, state: StateDep, recognizer: RecognizerDep, caller: VerifyCaller
+) -> VerifyOut:
     """Is this photo the enrolled person `person_id`?"""
     data, opts = await read_photo_request(request, VerifyOptions, state.settings.max_upload_bytes)
     return await run_in_threadpool(recognizer.verify, data, opts, caller)

@@ -11,15 +11,14 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from service.main import create_app
-from service.settings import DEFAULT_MODELS_DIR, Settings
+from service.settings import Settings
 
 ADMIN_KEY = "fg_test_admin_key_0123456789abcdef0123456789"
 
 
 def models_available() -> bool:
-    return (DEFAULT_MODELS_DIR / "default" / "model.json").is_file() and (
-        DEFAULT_MODELS_DIR / "mtcnn" / "onet.onnx"
-    ).is_file()
+    models = Settings().models_dir
+    return (models / "default" / "model.json").is_file() and (models / "mtcnn" / "onet.onnx").is_file()
 
 
 @pytest.fixture

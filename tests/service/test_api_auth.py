@@ -7,9 +7,18 @@ from tests.service.api_helpers import assert_problem
 
 def test_routes_need_a_key(client):
     anon = {"Authorization": ""}
-    for method, path in [("post", "/enroll"), ("post", "/verify"), ("post", "/identify"), ("get", "/people"),
-                         ("get", "/people/x"), ("delete", "/people/x"), ("get", "/people/x/export"),
-                         ("get", "/metrics"), ("get", "/model"), ("get", "/keys")]:
+    for method, path in [
+        ("post", "/enroll"),
+        ("post", "/verify"),
+        ("post", "/identify"),
+        ("get", "/people"),
+        ("get", "/people/x"),
+        ("delete", "/people/x"),
+        ("get", "/people/x/export"),
+        ("get", "/metrics"),
+        ("get", "/model"),
+        ("get", "/keys"),
+    ]:
         client.headers.pop("Authorization", None)
         r = getattr(client, method)(path)
         assert_problem(r, 401, "unauthorized")
@@ -34,9 +43,13 @@ def test_scopes_and_revocation(client):
     assert_problem(client.get("/people", headers=headers), 403, "forbidden")
     assert_problem(client.post("/enroll", headers=headers, data={"name": "x"}), 403, "forbidden")
     # verify scope reaches /verify (and fails on the missing photo, not on auth)
-    assert_problem(client.post("/verify", headers={"X-API-Key": door["key"]}, json={}), 422, "invalid_request")
-    admin = {"Authorization": client.app.state.facegate.settings.admin_key and
-             f"Bearer {client.app.state.facegate.settings.admin_key}"}
+    assert_problem(
+        client.post("/verify", headers={"X-API-Key": door["key"]}, json={}), 422, "invalid_request"
+    )
+    admin = {
+        "Authorization": client.app.state.facegate.settings.admin_key
+        and f"Bearer {client.app.state.facegate.settings.admin_key}"
+    }
     listed = client.get("/keys", headers=admin).json()
     assert door["key"] not in str(listed) and any(k["name"] == "door" for k in listed)
     assert client.delete(f"/keys/{door['id']}", headers=admin).status_code == 204

@@ -17,8 +17,15 @@ def enrolled(make_client, lfw_people):
     people = lfw_people[:N]
     for i, person in enumerate(people):
         photo = sorted(person.glob("*.jpg"))[0]
-        r = post_photo(client, "/enroll", photo, as_json=bool(i % 2), name=person.name.replace("_", " "),
-                       person_id=f"p{i:02d}", face_selection="largest")
+        r = post_photo(
+            client,
+            "/enroll",
+            photo,
+            as_json=bool(i % 2),
+            name=person.name.replace("_", " "),
+            person_id=f"p{i:02d}",
+            face_selection="largest",
+        )
         assert r.status_code == 201, (person.name, r.text)
         body = r.json()
         assert body["person"]["person_id"] == f"p{i:02d}" and body["model_version"]
@@ -83,7 +90,9 @@ def test_delete_removes_everything_and_restart_keeps_the_rest(enrolled, make_cli
     client.__exit__(None, None, None)
     restarted = make_client()
     assert snapshot(restarted) == stored
-    assert post_photo(restarted, "/verify", sorted(people[5].glob("*.jpg"))[1], person_id="p05").json()["match"]
+    assert post_photo(restarted, "/verify", sorted(people[5].glob("*.jpg"))[1], person_id="p05").json()[
+        "match"
+    ]
 
 
 def test_people_pages_and_search(enrolled):

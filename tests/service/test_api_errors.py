@@ -75,15 +75,23 @@ def test_same_face_under_another_id_is_a_duplicate(seeded, lfw_people):
     )
     assert body["person_id"] == "seed"
     assert snapshot(seeded) == before
-    r = post_photo(seeded, "/enroll", photo, name="Again", person_id="other", face_selection="largest",
-                   allow_duplicate=True)
+    r = post_photo(
+        seeded,
+        "/enroll",
+        photo,
+        name="Again",
+        person_id="other",
+        face_selection="largest",
+        allow_duplicate=True,
+    )
     assert r.status_code == 201, r.text
 
 
 def test_replace_swaps_the_reference(seeded, lfw_people):
     other = sorted(lfw_people[0].glob("*.jpg"))[1]
-    r = post_photo(seeded, "/enroll", other, name="Seed Person", person_id="seed", replace=True,
-                   face_selection="largest")
+    r = post_photo(
+        seeded, "/enroll", other, name="Seed Person", person_id="seed", replace=True, face_selection="largest"
+    )
     assert r.status_code == 201 and r.json()["replaced"] is True
     assert seeded.get("/people", params={"q": "seed"}).json()["total"] == 1
 
@@ -97,7 +105,9 @@ def test_malformed_bodies(seeded):
         seeded.post("/enroll", json={"name": "x"}),
         seeded.post("/enroll", content=b"raw bytes", headers={"content-type": "image/jpeg"}),
         seeded.post("/enroll", data={"name": "x"}, files={"other": ("a", b"x")}),
-        seeded.post("/enroll", content=b"--xx\r\nbroken", headers={"content-type": "multipart/form-data; boundary=xx"}),
+        seeded.post(
+            "/enroll", content=b"--xx\r\nbroken", headers={"content-type": "multipart/form-data; boundary=xx"}
+        ),
     ]
     for r in cases:
         assert_problem(r, 422, "invalid_request")
@@ -131,7 +141,9 @@ def test_quality_rejections_give_reason_and_value(make_client, lfw_people):
     strict = make_client(min_eye_distance=500, min_sharpness=10_000, max_yaw=0.0, min_detection_score=1.0)
     before = snapshot(strict)
     photo = sorted(lfw_people[3].glob("*.jpg"))[0]
-    body = assert_problem(post_photo(strict, "/enroll", photo, name="x", face_selection="largest"), 422, "low_quality")
+    body = assert_problem(
+        post_photo(strict, "/enroll", photo, name="x", face_selection="largest"), 422, "low_quality"
+    )
     reasons = {p["reason"]: p for p in body["reasons"]}
     assert set(reasons) == {"face_too_small", "too_blurred", "turned_too_far", "low_confidence"}
     assert reasons["face_too_small"]["limit"] == 500 and 10 < reasons["face_too_small"]["value"] < 500

@@ -41,7 +41,15 @@ def test_format_is_judged_by_content_not_name():
 
 @pytest.mark.parametrize(
     "mode,fmt",
-    [("L", "JPEG"), ("CMYK", "JPEG"), ("RGBA", "PNG"), ("LA", "PNG"), ("P", "PNG"), ("I;16", "PNG"), ("RGBA", "WEBP")],
+    [
+        ("L", "JPEG"),
+        ("CMYK", "JPEG"),
+        ("RGBA", "PNG"),
+        ("LA", "PNG"),
+        ("P", "PNG"),
+        ("I;16", "PNG"),
+        ("RGBA", "WEBP"),
+    ],
 )
 def test_modes_are_converted_to_rgb(mode, fmt):
     rgb = decode_image(encode(Image.new(mode, (20, 10)), fmt), LIMIT)

@@ -1,0 +1,27 @@
+"""Alembic environment: runs against the engine handed over by ``service.gallery.db.migrate``."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from service.gallery.db import make_engine
+from service.gallery.tables import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def run() -> None:
+    engine = config.attributes.get("engine")
+    if engine is None:
+        url = config.get_main_option("sqlalchemy.url")
+        if not url:
+            raise RuntimeError("no engine or sqlalchemy.url given to the migrations")
+        engine = make_engine(url)
+    with engine.begin() as connection:
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+run()
