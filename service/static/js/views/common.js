@@ -1,0 +1,45 @@
+// Pieces shared by the views: the result area and the quality measures table.
+import { h, num } from "../dom.js";
+import { photoWithFaces } from "../overlay.js";
+import { problemFaces, problemView } from "../problem.js";
+
+/** Renders an error into `out`: the message and, when the error carries faces, the photo with them. */
+export async function showError(out, err, photo) {
+  out.replaceChildren(problemView(err));
+  const faces = problemFaces(err);
+  const p = err.problem || {};
+  if (p.quality) out.append(qualityTable(p.quality));
+  if (photo && faces.length) out.append(await photoWithFaces(photo.blob, faces));
+  out.focus?.();
+}
+
+const MEASURES = [
+  ["eye_distance", "Face size", (v) => `${num(v, 0)} px between the eyes`],
+  ["sharpness", "Sharpness", (v) => `${num(v, 1)} (higher is sharper)`],
+  ["yaw", "Head turn", (v) => `${num(v, 2)} (0 facing the camera, 1 in profile)`],
+  ["detection_score", "Detector confidence", (v) => num(v, 3)],
+];
+
+export function qualityTable(quality) {
+  return h(
+    "dl",
+    { class: "facts quality" },
+    MEASURES.filter(([k]) => k in quality).map(([k, label, show]) => [h("dt", {}, label), h("dd", {}, show(quality[k]))]),
+  );
+}
+
+export function facts(pairs) {
+  return h(
+    "dl",
+    { class: "facts" },
+    pairs.filter(([, v]) => v !== null && v !== undefined && v !== "").map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]),
+  );
+}
+
+export function resultArea() {
+  return h("section", { class: "result", "aria-live": "polite", tabindex: "-1" });
+}
+
+export function badge(text, tone) {
+  return h("span", { class: `badge ${tone}` }, text);
+}

@@ -1,0 +1,86 @@
+// Enrol: name, optional person id, a photo; the result shows the face box and quality measures.
+import { postPhoto } from "../api.js";
+import { busy, field, h } from "../dom.js";
+import { photoWithFaces } from "../overlay.js";
+import { PhotoInput } from "../photo.js";
+import { badge, facts, qualityTable, resultArea, showError } from "./common.js";
+
+const ID_PATTERN = "[A-Za-z0-9][A-Za-z0-9._@:\\-]{0,127}";
+
+export function enrolView() {
+  const [nameField, name] = field("Name", h("input", { type: "text", required: true, maxlength: 200, autocomplete: "off" }));
+  const [idField, personId] = field(
+    "Person id (optional)",
+    h("input", { type: "text", pattern: ID_PATTERN, maxlength: 128, autocomplete: "off" }),
+    "e.g. an employee number: letters, digits and . _ @ : -; left empty, the service makes one up.",
+  );
+  const photo = new PhotoInput("Photo (one face, looking at the camera)");
+  const largest = h("input", { type: "checkbox" });
+  const replace = h("input", { type: "checkbox" });
+  const duplicate = h("input", { type: "checkbox" });
+  const options = h(
+    "details",
+    { class: "options" },
+    h("summary", {}, "Options"),
+    h("label", { class: "check" }, largest, "Use the largest face when the photo has several"),
+    h("label", { class: "check" }, replace, "Replace the existing photo if this person id is already enrolled"),
+    h("label", { class: "check" }, duplicate, "Enrol even if the face matches someone already enrolled"),
+  );
+  const submit = h("button", { type: "submit" }, "Enrol");
+  const out = resultArea();
+  const form = h("form", { class: "card", novalidate: true }, nameField, idField, photo.el, options, h("div", { class: "row" }, submit));
+
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    if (!name.value.trim()) return invalid(out, name, "Enter the person's name.");
+    if (personId.value.trim() && !personId.checkValidity()) {
+      return invalid(out, personId, "The person id may only hold letters, digits and . _ @ : - (starting with a letter or digit).");
+    }
+    if (!photo.photo) return invalid(out, null, "Choose a photo or take one with the webcam.");
+    const shot = photo.photo;
+    await busy(submit, "Enrolling…", async () => {
+      try {
+        const res = await postPhoto("/enroll", shot, {
+          name: name.value.trim(),
+          person_id: personId.value.trim(),
+          face_selection: largest.checked ? "largest" : "single",
+          replace: replace.checked,
+          allow_duplicate: duplicate.checked,
+        });
+        await showEnrolled(out, res, shot);
+      } catch (err) {
+        await showError(out, err, shot);
+      }
+    });
+  });
+
+  return {
+    title: "Enrol a person",
+    el: h("div", { class: "view-body" }, form, out),
+    hide: () => photo.stopCamera(),
+  };
+}
+
+function invalid(out, input, message) {
+  out.replaceChildren(h("div", { class: "alert error", role: "alert" }, h("strong", { class: "alert-title" }, message)));
+  if (input) input.focus();
+}
+
+async function showEnrolled(out, res, shot) {
+  const p = res.person;
+  out.replaceChildren(
+    h(
+      "div",
+      { class: "alert ok", role: "status" },
+      badge(res.replaced ? "Replaced" : "Enrolled", "ok"),
+      " ",
+      h("strong", {}, p.name),
+      ` is enrolled as person id `,
+      h("code", {}, p.person_id),
+      ".",
+    ),
+    h("div", { class: "split" },
+      await photoWithFaces(shot.blob, [{ face: res.face, label: p.name, tone: "ok" }], "The face that was enrolled."),
+      h("div", {}, h("h3", {}, "Quality"), qualityTable(res.quality), facts([["Model", res.model_version]]))),
+  );
+}

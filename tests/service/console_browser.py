@@ -1,0 +1,127 @@
+"""Browser-test plumbing for the web console: the real app under uvicorn and headless chromium."""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import uvicorn
+from PIL import Image
+
+from service.main import create_app
+from service.routes.console import mount_console
+from service.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO / "artifacts" / "console"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    # a synthetic camera for the webcam test; no permission prompt
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_server(settings: Settings, timeout_s: float = 180.0) -> Iterator[str]:
+    """Serves the app (with the console, mounted here if main.py does not yet) on a free port."""
+    if (
+        not (settings.models_dir / settings.model / "model.json").is_file()
+        or not (settings.models_dir / "mtcnn" / "onet.onnx").is_file()
+    ):
+        pytest.skip(
+            f"the models are missing ({settings.models_dir}/{settings.model}, {settings.models_dir}/mtcnn)"
+        )
+    app = create_app(settings)
+    if not any(getattr(r, "path", None) == "/" for r in app.routes):
+        mount_console(app)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="console-uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            pytest.fail("the FaceGate app did not start under uvicorn (see the log above)")
+        time.sleep(0.1)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def launch_browser() -> Iterator[object]:
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium; .ci/run installs it)")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
+    )
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def screenshot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def face_free_image(seed: int = 0) -> bytes:
+    """Smooth colour gradients with a little noise: an image with nothing like a face in it."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:240, 0:320].astype(np.float32)
+    rgb = np.stack([x / 320 * 255, y / 240 * 255, np.full_like(x, 140)], axis=-1)
+    rgb += rng.normal(0, 6, rgb.shape)
+    return png(Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)))
+
+
+def exif_rotated_jpeg() -> bytes:
+    """200x100 stored, left half red and right half blue, EXIF orientation 6 (shown 100x200, red on top)."""
+    rgb = np.zeros((100, 200, 3), np.uint8)
+    rgb[:, :100] = (255, 0, 0)
+    rgb[:, 100:] = (0, 0, 255)
+    img = Image.fromarray(rgb)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=95, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+def side_by_side(a: Path, b: Path, out: Path) -> Path:
+    """Two photos next to each other (a photo with at least two faces)."""
+    left, right = Image.open(a).convert("RGB"), Image.open(b).convert("RGB")
+    canvas = Image.new("RGB", (left.width + right.width, max(left.height, right.height)), (128, 128, 128))
+    canvas.paste(left, (0, 0))
+    canvas.paste(right, (left.width, 0))
+    canvas.save(out, "JPEG", quality=92)
+    return out
