@@ -16,6 +16,8 @@ class FaceIndex:
     """
 
     def __init__(self, dim: int) -> None:
+        # One query at a time is searched: OpenMP threads only add contention with the web workers.
+        faiss.omp_set_num_threads(1)
         self.dim = dim
         self._lock = threading.RLock()
         self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))

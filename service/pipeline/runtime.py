@@ -30,6 +30,8 @@ def make_session(path: Path, providers: list[str] | None = None, threads: int = 
     if threads:
         opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
+    # Requests run concurrently in the web server's threads: spinning threads would steal their cores.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(
         str(path), sess_options=opts, providers=providers or ["CPUExecutionProvider"]
     )
