@@ -29,7 +29,9 @@ class DataConfig(_Section):
     val_pairs: int = Field(1000, ge=0, description="genuine (and as many impostor) validation pairs")
     min_images: int = Field(2, ge=1, description="identities with fewer images are not sampled")
     small_identities: Literal["replace", "skip"] = Field("replace", description="identities with < K images")
-    batches_per_epoch: int | None = Field(None, ge=1, description="per rank; default: images // (P*K)")
+    batches_per_epoch: int | None = Field(
+        None, ge=1, description="steps per epoch; default: images // (ranks * P * K)"
+    )
     workers: int = Field(0, ge=0, description="DataLoader worker processes")
 
 

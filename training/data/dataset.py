@@ -84,6 +84,16 @@ class FaceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # DataLoader workers get the cache's path, not a pickled copy of the memory-mapped crops
+        state = dict(self.__dict__)
+        state["cache"] = self.cache.root
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state["cache"] = FaceCache.open(state["cache"])
+        self.__dict__.update(state)
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         j = int(self.indices[i])
         return torch.from_numpy(np.array(self.cache.crops[j])), int(self.cache.labels[j])
