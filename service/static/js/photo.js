@@ -60,6 +60,7 @@ export class PhotoInput {
       this.img.hidden = false;
       this.img.onerror = () => {
         this.img.hidden = true;
+        this.info.textContent += " · the browser cannot show this file as a picture";
       };
       this.img.src = this.previewURL;
       const kb = Math.max(1, Math.round(photo.blob.size / 1024));

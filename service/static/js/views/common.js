@@ -5,12 +5,19 @@ import { problemFaces, problemView } from "../problem.js";
 
 /** Renders an error into `out`: the message and, when the error carries faces, the photo with them. */
 export async function showError(out, err, photo) {
-  out.replaceChildren(problemView(err));
   const faces = problemFaces(err);
   const p = err.problem || {};
-  if (p.quality) out.append(qualityTable(p.quality));
-  if (photo && faces.length) out.append(await photoWithFaces(photo.blob, faces));
-  out.focus?.();
+  const figure = photo && faces.length ? await photoWithFaces(photo.blob, faces) : null;
+  const measures = p.quality ? h("div", {}, h("h3", {}, "Quality"), qualityTable(p.quality)) : null;
+  out.replaceChildren(problemView(err));
+  if (figure || measures) out.append(h("div", { class: "split" }, figure || h("div"), measures || h("div")));
+  reveal(out);
+}
+
+/** Brings a freshly rendered result into view (it sits under the form). */
+export function reveal(out) {
+  const box = out.getBoundingClientRect();
+  if (box.top > window.innerHeight - 80 || box.top < 0) out.scrollIntoView({ block: "start" });
 }
 
 const MEASURES = [
@@ -20,11 +27,12 @@ const MEASURES = [
   ["detection_score", "Detector confidence", (v) => num(v, 3)],
 ];
 
-export function qualityTable(quality) {
+export function qualityTable(quality, extra = []) {
   return h(
     "dl",
     { class: "facts quality" },
     MEASURES.filter(([k]) => k in quality).map(([k, label, show]) => [h("dt", {}, label), h("dd", {}, show(quality[k]))]),
+    extra.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]),
   );
 }
 

@@ -3,7 +3,7 @@ import { postPhoto } from "../api.js";
 import { busy, field, h } from "../dom.js";
 import { photoWithFaces } from "../overlay.js";
 import { PhotoInput } from "../photo.js";
-import { badge, facts, qualityTable, resultArea, showError } from "./common.js";
+import { badge, qualityTable, resultArea, reveal, showError } from "./common.js";
 
 const ID_PATTERN = "[A-Za-z0-9][A-Za-z0-9._@:\\-]{0,127}";
 
@@ -81,6 +81,7 @@ async function showEnrolled(out, res, shot) {
     ),
     h("div", { class: "split" },
       await photoWithFaces(shot.blob, [{ face: res.face, label: p.name, tone: "ok" }], "The face that was enrolled."),
-      h("div", {}, h("h3", {}, "Quality"), qualityTable(res.quality), facts([["Model", res.model_version]]))),
+      h("div", {}, h("h3", {}, "Quality"), qualityTable(res.quality, [["Model", res.model_version]]))),
   );
+  reveal(out);
 }

@@ -4,7 +4,7 @@ import { busy, field, h, num } from "../dom.js";
 import { photoWithFaces } from "../overlay.js";
 import { PhotoInput } from "../photo.js";
 import { scoreBar } from "../scorebar.js";
-import { badge, facts, resultArea, showError } from "./common.js";
+import { badge, facts, resultArea, reveal, showError } from "./common.js";
 
 const TONE = { match: "ok", unknown: "bad", ambiguous: "warn" };
 
@@ -90,7 +90,7 @@ async function showIdentified(out, res, shot) {
   );
   out.replaceChildren(
     h("div", { class: `alert ${TONE[res.result]}`, role: "status" }, badge(res.result, TONE[res.result]), " ",
-      many ? `${res.faces.length} faces. Largest: ${answer(res.faces[0])}.` : `${answer(res.faces[0])}.`),
+      many ? `${res.faces.length} faces found; face 1, the largest: ${answer(res.faces[0])}.` : `${answer(res.faces[0])}.`),
     h("div", { class: "split" },
       await photoWithFaces(shot.blob, boxes),
       facts([
@@ -101,4 +101,5 @@ async function showIdentified(out, res, shot) {
       ])),
     ...answers,
   );
+  reveal(out);
 }

@@ -52,7 +52,8 @@ export function peopleView(ctx) {
     const exportBtn = h("button", { type: "button", class: "secondary" }, "Export");
     exportBtn.addEventListener("click", () => busy(exportBtn, "Exporting…", () => exportPerson(p, out)));
     const deleteBtn = h("button", { type: "button", class: "danger", onclick: () => remove(p) }, "Delete");
-    const updated = p.updated_at && p.updated_at !== p.created_at ? ` · photo replaced ${date(p.updated_at)}` : "";
+    const replaced = new Date(p.updated_at) - new Date(p.created_at) > 1000;
+    const updated = replaced ? ` · photo replaced ${date(p.updated_at)}` : "";
     return h(
       "li",
       { class: "person", dataset: { personId: p.person_id } },

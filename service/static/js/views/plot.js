@@ -2,9 +2,9 @@
 // similarity thresholds of the model card's false-accept table marked.
 import { s } from "../dom.js";
 
-const W = 560;
-const H = 300;
-const M = { left: 46, right: 14, top: 14, bottom: 40 };
+const W = 440;
+const H = 280;
+const M = { left: 44, right: 12, top: 12, bottom: 40 };
 
 function sigmoid(z) {
   return z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / (1 + Math.exp(z));
@@ -21,9 +21,9 @@ function markers(table, n = 5) {
 
 export function calibrationPlot(cal) {
   const sims = (cal.far_table || []).map((p) => p.similarity);
-  // from where the curve is near 0 (or the lowest threshold) to cosine 1
+  // from where the score is about 0.0025 (or the lowest threshold, if lower) to cosine 1
   const zLow = (-6 - cal.b) / cal.a;
-  const x0 = Math.max(-1, Math.min(0, Math.floor(Math.min(zLow, ...sims, 1) * 10) / 10));
+  const x0 = Math.max(-1, Math.floor(Math.min(zLow, ...sims, 0.9) * 10) / 10 - 0.1);
   const x1 = 1;
   const px = (x) => M.left + ((x - x0) / (x1 - x0)) * (W - M.left - M.right);
   const py = (y) => H - M.bottom - y * (H - M.top - M.bottom);
@@ -34,21 +34,29 @@ export function calibrationPlot(cal) {
     svg.append(s("line", { x1: px(x0), x2: px(x1), y1: py(y), y2: py(y), class: "grid" }));
     svg.append(s("text", { x: M.left - 6, y: py(y) + 4, class: "tick", "text-anchor": "end" }, y.toFixed(2)));
   }
-  const step = x1 - x0 > 1 ? 0.25 : 0.1;
-  for (let x = Math.ceil(x0 / step) * step; x <= x1 + 1e-9; x += step) {
+  const span = x1 - x0;
+  const step = span > 1 ? 0.25 : span > 0.5 ? 0.1 : 0.05;
+  for (let x = Math.ceil(x0 / step - 1e-9) * step; x <= x1 + 1e-9; x += step) {
     svg.append(s("line", { x1: px(x), x2: px(x), y1: py(0), y2: py(1), class: "grid" }));
-    svg.append(s("text", { x: px(x), y: H - M.bottom + 16, class: "tick", "text-anchor": "middle" }, x.toFixed(2).replace("-0.00", "0.00")));
+    svg.append(s("text", { x: px(x), y: H - M.bottom + 16, class: "tick", "text-anchor": "middle" },
+      (Math.abs(x) < 1e-9 ? 0 : x).toFixed(2)));
   }
   svg.append(s("text", { x: (M.left + W - M.right) / 2, y: H - 6, class: "axis", "text-anchor": "middle" }, "cosine similarity"));
-  svg.append(s("text", { x: 12, y: (M.top + H - M.bottom) / 2, class: "axis", "text-anchor": "middle",
-    transform: `rotate(-90 12 ${(M.top + H - M.bottom) / 2})` }, "score"));
+  const mid = (M.top + H - M.bottom) / 2;
+  svg.append(s("text", { x: 12, y: mid, class: "axis", "text-anchor": "middle", transform: `rotate(-90 12 ${mid})` }, "score"));
 
-  markers(cal.far_table || []).forEach((p, i) => {
+  let lastX = -Infinity;
+  for (const p of markers(cal.far_table || [])) {
     const x = px(p.similarity);
     svg.append(s("line", { x1: x, x2: x, y1: py(0), y2: py(1), class: "threshold" }));
-    svg.append(s("text", { x: x + 3, y: py(1) + 12 + (i % 3) * 12, class: "threshold-label" }, `FAR ${p.far.toExponential(0)}`));
     svg.append(s("circle", { cx: x, cy: py(sigmoid(cal.a * p.similarity + cal.b)), r: 3.5, class: "threshold-dot" }));
-  });
+    if (x - lastX >= 12) {
+      // written up the line, left of it, from the bottom of the plot
+      svg.append(s("text", { x: x - 3, y: py(0) - 4, class: "threshold-label", transform: `rotate(-90 ${x - 3} ${py(0) - 4})` },
+        `FAR ${p.far.toExponential(0).replace("e-", "e−")}`));
+      lastX = x;
+    }
+  }
 
   const pts = [];
   for (let i = 0; i <= 200; i++) {

@@ -5,7 +5,7 @@ import { photoWithFaces } from "../overlay.js";
 import { PhotoInput } from "../photo.js";
 import { PersonPicker } from "../picker.js";
 import { scoreBar } from "../scorebar.js";
-import { badge, facts, resultArea, showError } from "./common.js";
+import { badge, facts, resultArea, reveal, showError } from "./common.js";
 
 export function verifyView(ctx) {
   const picker = new PersonPicker(ctx.can("admin"));
@@ -67,4 +67,5 @@ async function showVerified(out, res, person, personId, shot) {
         ["Model", res.model_version],
       ])),
   );
+  reveal(out);
 }
