@@ -17,6 +17,7 @@ from PIL import Image
 from service.main import create_app
 from service.routes.console import mount_console
 from service.settings import Settings
+from tests.service.conftest import ADMIN_KEY
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -125,3 +126,48 @@ def side_by_side(a: Path, b: Path, out: Path) -> Path:
     canvas.paste(right, (left.width, 0))
     canvas.save(out, "JPEG", quality=92)
     return out
+
+
+# ---- driving the console ----
+
+
+def new_page(browser, server: str, width: int, height: int):
+    context = browser.new_context(viewport={"width": width, "height": height}, base_url=server)
+    context.grant_permissions(["camera"], origin=server)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return context, page, errors
+
+
+def sign_in(page, key: str = ADMIN_KEY) -> None:
+    page.goto("/")
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def open_tab(page, name: str) -> None:
+    page.locator("#nav").get_by_role("link", name=name, exact=True).click()
+    page.locator('#nav a[aria-current="page"]', has_text=name).wait_for()
+
+
+def choose_photo(page, photo: Path | bytes, name: str = "photo.png", mime: str = "image/png") -> None:
+    target = page.locator("#view input[type=file]")
+    if isinstance(photo, Path):
+        target.set_input_files(str(photo))
+    else:
+        target.set_input_files({"name": name, "mimeType": mime, "buffer": photo})
+
+
+def wait_until(page, expression: str, timeout_s: float = 30.0) -> None:
+    """Polls a JS expression (page.wait_for_function evaluates strings, which the console's CSP forbids)."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {expression}")
+        page.wait_for_timeout(100)
+
+
+def alert_text(page) -> str:
+    return page.locator("#view .result .alert").first.inner_text()

@@ -6,7 +6,6 @@ Screenshots of every page land in artifacts/console/ (git-ignored) for a person 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import httpx
@@ -15,12 +14,18 @@ import pytest
 from service.settings import Settings
 from tests.service.conftest import ADMIN_KEY
 from tests.service.console_browser import (
+    alert_text,
+    choose_photo,
     exif_rotated_jpeg,
     face_free_image,
     launch_browser,
+    new_page,
+    open_tab,
     run_server,
     screenshot,
     side_by_side,
+    sign_in,
+    wait_until,
 )
 
 pytestmark = pytest.mark.browser
@@ -42,54 +47,12 @@ def browser():
     yield from launch_browser()
 
 
-def _page(browser, server: str, width: int, height: int):
-    context = browser.new_context(viewport={"width": width, "height": height}, base_url=server)
-    context.grant_permissions(["camera"], origin=server)
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    return context, page, errors
-
-
 @pytest.fixture
 def page(browser, server):
-    context, page, errors = _page(browser, server, 1280, 900)
+    context, page, errors = new_page(browser, server, 1280, 900)
     yield page
     context.close()
     assert not errors, f"uncaught errors in the page: {errors}"
-
-
-def sign_in(page, key: str = ADMIN_KEY) -> None:
-    page.goto("/")
-    page.get_by_label("API key").fill(key)
-    page.get_by_role("button", name="Sign in").click()
-
-
-def open_tab(page, name: str) -> None:
-    page.locator("#nav").get_by_role("link", name=name, exact=True).click()
-    page.locator('#nav a[aria-current="page"]', has_text=name).wait_for()
-
-
-def choose_photo(page, photo: Path | bytes, name: str = "photo.png", mime: str = "image/png") -> None:
-    target = page.locator("#view input[type=file]")
-    if isinstance(photo, Path):
-        target.set_input_files(str(photo))
-    else:
-        target.set_input_files({"name": name, "mimeType": mime, "buffer": photo})
-
-
-def wait_until(page, expression: str, timeout_s: float = 30.0) -> None:
-    """Polls a JS expression (page.wait_for_function evaluates strings, which the console's CSP forbids)."""
-    deadline = time.monotonic() + timeout_s
-    while not page.evaluate(expression):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {expression}")
-        page.wait_for_timeout(100)
-
-
-def alert_text(page) -> str:
-    return page.locator("#view .result .alert").first.inner_text()
 
 
 def test_sign_in_screen_and_wrong_key(page):
@@ -244,7 +207,7 @@ def test_model_page_shows_the_card_and_calibration_plot(page):
 
 
 def test_phone_width_has_no_horizontal_scroll(browser, server):
-    context, page, errors = _page(browser, server, 375, 812)
+    context, page, errors = new_page(browser, server, 375, 812)
     try:
         page.goto("/")
         screenshot(page, "phone-signin")
