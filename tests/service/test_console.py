@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
@@ -194,6 +195,38 @@ def test_webcam_capture_preview_retake_and_enrol(page):
     # chromium's fake camera shows a moving pattern, not a face
     assert "No face found" in alert_text(page)
     screenshot(page, "enrol-webcam")
+
+
+def test_people_list_pages_and_searches(page):
+    everyone = [
+        {
+            "person_id": f"p{i:03d}",
+            "name": f"Person {i}",
+            "created_at": "2025-01-02T03:04:05Z",
+            "updated_at": "2025-01-02T03:04:05Z",
+            "model_versions": ["v1"],
+        }
+        for i in range(45)
+    ]
+
+    def people(route):
+        query = parse_qs(urlparse(route.request.url).query)
+        offset, limit, q = int(query["offset"][0]), int(query["limit"][0]), query.get("q", [""])[0]
+        hits = [p for p in everyone if q.lower() in (p["name"] + p["person_id"]).lower()]
+        body = {"items": hits[offset : offset + limit], "total": len(hits), "offset": offset, "limit": limit}
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+
+    page.route("**/people?*", people)
+    sign_in(page)
+    open_tab(page, "People")
+    pager = page.locator(".pager .note")
+    pager.filter(has_text="1–20 of 45").wait_for()
+    page.get_by_role("button", name="Next →").click()
+    pager.filter(has_text="21–40 of 45").wait_for()
+    assert page.locator("li.person").first.get_attribute("data-person-id") == "p020"
+    page.get_by_label("Search people").fill("Person 4")
+    pager.filter(has_text="1–6 of 6").wait_for()  # Person 4 and Person 40-44
+    assert page.get_by_role("button", name="← Previous").is_disabled()
 
 
 def test_model_page_shows_the_card_and_calibration_plot(page):
