@@ -36,6 +36,37 @@ CHROMIUM_ARGS = [
 ]
 
 
+# What /enroll answers for a small, blurred face (the console must list every reason in words).
+LOW_QUALITY_PROBLEM = {
+    "type": "https://facegate.dev/problems/low_quality",
+    "title": "Face quality too low",
+    "status": 422,
+    "code": "low_quality",
+    "detail": "the face is too small: 38 px between the eyes, 60 needed; "
+    "the face is too blurred: sharpness 4.2, 15.0 needed",
+    "reasons": [
+        {
+            "reason": "face_too_small",
+            "message": "the face is too small: 38 px between the eyes, 60 needed",
+            "value": 38.0,
+            "limit": 60.0,
+        },
+        {
+            "reason": "too_blurred",
+            "message": "the face is too blurred: sharpness 4.2, 15.0 needed",
+            "value": 4.2,
+            "limit": 15.0,
+        },
+    ],
+    "quality": {"eye_distance": 38.0, "sharpness": 4.2, "yaw": 0.1, "detection_score": 0.99},
+    "face": {
+        "box": [100, 60, 200, 180],
+        "score": 0.99,
+        "landmarks": [[130, 100], [170, 100], [150, 125], [135, 150], [165, 150]],
+    },
+}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -15,6 +15,7 @@ import pytest
 from service.settings import Settings
 from tests.service.conftest import ADMIN_KEY
 from tests.service.console_browser import (
+    LOW_QUALITY_PROBLEM,
     alert_text,
     choose_photo,
     exif_rotated_jpeg,
@@ -109,38 +110,10 @@ def test_face_free_photo_and_non_image_give_readable_errors(page):
 
 def test_every_rejection_reason_is_listed_with_the_face_box(page):
     sign_in(page)
-    reasons = [
-        {
-            "reason": "face_too_small",
-            "message": "the face is too small: 38 px between the eyes, 60 needed",
-            "value": 38.0,
-            "limit": 60.0,
-        },
-        {
-            "reason": "too_blurred",
-            "message": "the face is too blurred: sharpness 4.2, 15.0 needed",
-            "value": 4.2,
-            "limit": 15.0,
-        },
-    ]
-    problem = {
-        "type": "https://facegate.dev/problems/low_quality",
-        "title": "Face quality too low",
-        "status": 422,
-        "code": "low_quality",
-        "detail": "; ".join(r["message"] for r in reasons),
-        "reasons": reasons,
-        "quality": {"eye_distance": 38.0, "sharpness": 4.2, "yaw": 0.1, "detection_score": 0.99},
-        "face": {
-            "box": [100, 60, 200, 180],
-            "score": 0.99,
-            "landmarks": [[130, 100], [170, 100], [150, 125], [135, 150], [165, 150]],
-        },
-    }
     page.route(
         "**/enroll",
         lambda route: route.fulfill(
-            status=422, content_type="application/problem+json", body=json.dumps(problem)
+            status=422, content_type="application/problem+json", body=json.dumps(LOW_QUALITY_PROBLEM)
         ),
     )
     page.get_by_label("Name").fill("Small Face")
