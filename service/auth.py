@@ -1,22 +1,31 @@
-"""API keys: created once in plaintext, stored as sha256 hashes, compared in constant time."""
+"""API keys: shown once in plaintext, stored as sha256 hashes, compared in constant time."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import NotFound
-from service.gallery.tables import ApiKey, utcnow
+from service.gallery.db import write_session
+from service.gallery.tables import ApiKey, as_utc, utcnow
 
-SCOPES = frozenset({"enroll", "verify", "admin"})
-PREFIX_LEN = 8
-_TOUCH_EVERY = timedelta(minutes=1)  # last_used_at is updated at most this often per key
+log = logging.getLogger(__name__)
+
+SCOPES = frozenset({"enroll", "verify", "admin"})  # admin implies the others
+KEY_PREFIX = "fg_"
+PREFIX_LEN = 8  # stored in clear for lookup and listing: "fg_" and 5 random characters
+MIN_KEY_LEN = 16
+MAX_KEY_LEN = 256
+MAX_NAME = 100
+_TOUCH_EVERY = timedelta(minutes=1)  # last_used_at is written at most this often per key
 
 
 @dataclass(frozen=True)
@@ -29,56 +38,95 @@ class KeyRecord:
     last_used_at: datetime | None
     revoked_at: datetime | None
 
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
 
-def _hash(plaintext: str) -> str:
+    def allows(self, scope: str) -> bool:
+        """True when the key has ``scope`` or ``admin``."""
+        return "admin" in self.scopes or scope in self.scopes
+
+
+def hash_key(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode()).hexdigest()
 
 
-def _scopes(scopes: set[str]) -> frozenset[str]:
-    unknown = set(scopes) - SCOPES
-    if unknown or not scopes:
-        raise ValueError(f"unknown or missing scopes {sorted(unknown)}; valid: {', '.join(sorted(SCOPES))}")
-    return frozenset(scopes)
+def validate_scopes(scopes: Iterable[str]) -> frozenset[str]:
+    wanted = frozenset(scopes)
+    unknown = wanted - SCOPES
+    if unknown or not wanted:
+        what = f"unknown scopes {sorted(unknown)}" if unknown else "no scope given"
+        raise ValueError(f"{what}; valid: {', '.join(sorted(SCOPES))}")
+    return wanted
+
+
+def _name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > MAX_NAME:
+        raise ValueError(f"a key name must be 1 to {MAX_NAME} characters long")
+    return name
+
+
+def _opt(t: datetime | None) -> datetime | None:
+    return None if t is None else as_utc(t)
 
 
 def _record(k: ApiKey) -> KeyRecord:
     return KeyRecord(
-        k.id, k.name, k.prefix, frozenset(k.scopes.split(",")), k.created_at, k.last_used_at, k.revoked_at
+        id=k.id,
+        name=k.name,
+        prefix=k.prefix,
+        scopes=frozenset(k.scopes.split(",")),
+        created_at=as_utc(k.created_at),
+        last_used_at=_opt(k.last_used_at),
+        revoked_at=_opt(k.revoked_at),
     )
 
 
 class KeyStore:
-    def __init__(self, sessions: sessionmaker) -> None:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
 
-    def _insert(self, plaintext: str, name: str, scopes: frozenset[str]) -> KeyRecord:
-        with self.sessions.begin() as s:
-            key = ApiKey(
-                name=name,
-                prefix=plaintext[:PREFIX_LEN],
-                key_hash=_hash(plaintext),
-                scopes=",".join(sorted(scopes)),
-            )
-            s.add(key)
-            s.flush()
-            return _record(key)
-
     def create(self, name: str, scopes: set[str]) -> tuple[str, KeyRecord]:
-        plaintext = "fg_" + secrets.token_urlsafe(32)
-        return plaintext, self._insert(plaintext, name, _scopes(scopes))
+        """A new key; its plaintext is returned here and never again."""
+        wanted, name = validate_scopes(scopes), _name(name)
+        plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
+        with write_session(self.sessions) as s:
+            record = self._insert(s, plaintext, name, wanted)
+            s.commit()
+        return plaintext, record
 
     def ensure(self, plaintext: str, name: str, scopes: set[str]) -> KeyRecord:
-        """Make sure this exact key exists and is active (for FACEGATE_ADMIN_KEY)."""
-        if len(plaintext) < 16:
-            raise ValueError("an API key must be at least 16 characters long")
-        with self.sessions.begin() as s:
-            key = s.scalar(select(ApiKey).where(ApiKey.key_hash == _hash(plaintext)))
-            if key is not None:
+        """Make sure this exact key exists, is active and has these scopes (FACEGATE_ADMIN_KEY)."""
+        wanted, name = validate_scopes(scopes), _name(name)
+        if not MIN_KEY_LEN <= len(plaintext) <= MAX_KEY_LEN:
+            raise ValueError(f"an API key must be {MIN_KEY_LEN} to {MAX_KEY_LEN} characters long")
+        with write_session(self.sessions) as s:
+            key = s.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(plaintext)))
+            if key is None:
+                record = self._insert(s, plaintext, name, wanted)
+            else:
+                if key.revoked_at is not None:
+                    log.warning("API key %s (%s) was revoked; re-activated as configured", key.id, key.name)
                 key.revoked_at = None
-                key.scopes = ",".join(sorted(_scopes(scopes)))
+                key.scopes = ",".join(sorted(wanted))
                 s.flush()
-                return _record(key)
-        return self._insert(plaintext, name, _scopes(scopes))
+                record = _record(key)
+            s.commit()
+        return record
+
+    @staticmethod
+    def _insert(s: Session, plaintext: str, name: str, scopes: frozenset[str]) -> KeyRecord:
+        key = ApiKey(
+            name=name,
+            prefix=plaintext[:PREFIX_LEN],
+            key_hash=hash_key(plaintext),
+            scopes=",".join(sorted(scopes)),
+            created_at=utcnow(),
+        )
+        s.add(key)
+        s.flush()
+        return _record(key)
 
     def list(self) -> list[KeyRecord]:
         with self.sessions() as s:
@@ -88,36 +136,36 @@ class KeyStore:
         with self.sessions() as s:
             key = s.get(ApiKey, key_id) if key_id is not None else None
             if key is None:
-                raise NotFound(f"no API key {key_id}")
+                raise NotFound(f"no API key {key_id}", key_id=key_id)
             return _record(key)
 
     def revoke(self, key_id: int) -> None:
-        with self.sessions.begin() as s:
+        """Revoke a key (revoking a revoked key changes nothing); NotFound when there is none."""
+        with write_session(self.sessions) as s:
             key = s.get(ApiKey, key_id)
             if key is None:
-                raise NotFound(f"no API key {key_id}")
+                raise NotFound(f"no API key {key_id}", key_id=key_id)
             if key.revoked_at is None:
                 key.revoked_at = utcnow()
+            s.commit()
 
     def authenticate(self, plaintext: str) -> KeyRecord | None:
-        digest = _hash(plaintext)
+        """The active key with this plaintext, or None. Keys are looked up by their clear prefix
+        and the hashes compared in constant time."""
+        if not plaintext or len(plaintext) > MAX_KEY_LEN:
+            return None
+        digest = hash_key(plaintext)
         with self.sessions() as s:
-            candidates = s.scalars(select(ApiKey).where(ApiKey.prefix == plaintext[:PREFIX_LEN])).all()
             match = None
-            for k in candidates:
+            for k in s.scalars(select(ApiKey).where(ApiKey.prefix == plaintext[:PREFIX_LEN])):
                 if hmac.compare_digest(k.key_hash, digest):
                     match = k
             if match is None or match.revoked_at is not None:
                 return None
             record = _record(match)
         now = utcnow()
-        last = record.last_used_at
-        if (
-            last is None
-            or (last.tzinfo is None and now.replace(tzinfo=None) - last > _TOUCH_EVERY)
-            or (last.tzinfo is not None and now - last > _TOUCH_EVERY)
-        ):
-            with self.sessions.begin() as s:
+        if record.last_used_at is None or now - record.last_used_at > _TOUCH_EVERY:
+            with self.sessions.begin() as s:  # a single UPDATE: no read before the write
                 s.execute(update(ApiKey).where(ApiKey.id == record.id).values(last_used_at=now))
         return record
 

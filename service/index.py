@@ -3,63 +3,98 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 
 import faiss
 import numpy as np
 
 
 class FaceIndex:
-    """``IndexIDMap2(IndexFlatIP)``; inner product of unit vectors is cosine similarity.
+    """``IndexIDMap2(IndexFlatIP)``: the inner product of unit vectors is their cosine similarity.
 
-    FAISS does not allow a search to run while the index is modified, so every call takes the
-    lock; searches are short (exact search over 10^5 vectors takes milliseconds).
+    FAISS does not allow a search while the index is being modified, so every call holds one
+    lock; an exact search over 10^5 vectors takes milliseconds, so readers wait little.
+    ``rebuild`` builds the new index aside and swaps it in, so a failed rebuild changes nothing.
     """
 
     def __init__(self, dim: int) -> None:
-        # One query at a time is searched: OpenMP threads only add contention with the web workers.
-        faiss.omp_set_num_threads(1)
+        if dim < 1:
+            raise ValueError(f"dim must be positive, got {dim}")
         self.dim = dim
-        self._lock = threading.RLock()
-        self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self._lock = threading.Lock()
+        self._index = self._empty()
         self._ids: set[int] = set()
 
-    def _check(self, vectors: np.ndarray) -> np.ndarray:
-        v = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
-        return v
+    def _empty(self) -> faiss.IndexIDMap2:
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
 
-    def add(self, ids, vectors: np.ndarray) -> None:
-        ids = np.asarray(list(ids), dtype=np.int64)
-        v = self._check(vectors)
-        if len(ids) != len(v):
-            raise ValueError(f"{len(ids)} ids for {len(v)} vectors")
+    def _vectors(self, vectors: np.ndarray) -> np.ndarray:
+        v = np.asarray(vectors, dtype=np.float32)
+        if v.ndim == 1:
+            v = v[None, :]
+        if v.ndim != 2 or v.shape[1] != self.dim:
+            raise ValueError(f"expected vectors of shape (n, {self.dim}), got {np.shape(vectors)}")
+        if not np.isfinite(v).all():
+            raise ValueError("vectors must be finite")
+        return np.ascontiguousarray(v)
+
+    def _checked(self, ids: Iterable[int], vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        i = np.asarray(list(ids), dtype=np.int64).reshape(-1)
+        v = self._vectors(vectors) if len(i) else np.zeros((0, self.dim), np.float32)
+        if len(i) != len(v):
+            raise ValueError(f"{len(i)} ids for {len(v)} vectors")
+        if (i < 0).any():
+            raise ValueError("ids must be non-negative")
+        if len(np.unique(i)) != len(i):
+            raise ValueError("ids must be distinct")
+        return i, v
+
+    def add(self, ids: Iterable[int], vectors: np.ndarray) -> None:
+        i, v = self._checked(ids, vectors)
         with self._lock:
-            clash = self._ids.intersection(ids.tolist())
+            clash = self._ids.intersection(i.tolist())
             if clash:
                 raise ValueError(f"ids already indexed: {sorted(clash)[:5]}")
-            if len(ids):
-                self._index.add_with_ids(v, ids)
-                self._ids.update(ids.tolist())
+            if len(i):
+                self._index.add_with_ids(v, i)
+                self._ids.update(i.tolist())
 
-    def remove(self, ids) -> int:
-        ids = np.asarray(list(ids), dtype=np.int64)
+    def remove(self, ids: Iterable[int]) -> int:
+        """Remove these ids (absent ones are ignored); returns how many were removed."""
+        i = np.asarray(list(ids), dtype=np.int64).reshape(-1)
         with self._lock:
-            removed = int(self._index.remove_ids(ids)) if len(ids) else 0
-            self._ids.difference_update(ids.tolist())
+            removed = int(self._index.remove_ids(i)) if len(i) else 0
+            self._ids.difference_update(i.tolist())
             return removed
 
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(similarities, ids), each (n, k); empty slots have id -1."""
-        v = self._check(vectors)
+        """(similarities, ids), each (n, k), best first; empty slots have id -1 and similarity -inf."""
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        v = self._vectors(vectors)
         with self._lock:
             if not self._ids:
                 return np.full((len(v), k), -np.inf, np.float32), np.full((len(v), k), -1, np.int64)
-            return self._index.search(v, k)
+            sims, ids = self._index.search(v, k)
+        sims[ids < 0] = -np.inf
+        return sims, ids
 
-    def rebuild(self, ids, vectors: np.ndarray) -> None:
+    def vector(self, id_: int) -> np.ndarray | None:
+        """The stored vector for ``id_``, or None when it is not indexed."""
         with self._lock:
-            self._index.reset()
-            self._ids.clear()
-            self.add(ids, vectors)
+            if id_ not in self._ids:
+                return None
+            return self._index.reconstruct(int(id_))
+
+    def rebuild(self, ids: Iterable[int], vectors: np.ndarray) -> None:
+        """Replace the whole content (validated and built first, then swapped in)."""
+        i, v = self._checked(ids, vectors)
+        fresh = self._empty()
+        if len(i):
+            fresh.add_with_ids(v, i)
+        with self._lock:
+            self._index = fresh
+            self._ids = set(i.tolist())
 
     def ids(self) -> set[int]:
         with self._lock:
@@ -67,4 +102,4 @@ class FaceIndex:
 
     def __len__(self) -> int:
         with self._lock:
-            return self._index.ntotal
+            return int(self._index.ntotal)

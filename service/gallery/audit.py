@@ -1,14 +1,48 @@
-"""Audit rows: one per enrol, verify, identify, delete and key change."""
+"""Audit rows: who did what, when, with which result. They never hold biometric data."""
 
 from __future__ import annotations
 
-from sqlalchemy.orm import sessionmaker
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.gallery.tables import AuditEvent
 
+ACTIONS = frozenset(
+    {
+        "enroll",
+        "replace",
+        "verify",
+        "identify",
+        "delete",
+        "export",
+        "key_create",
+        "key_revoke",
+        "model_activate",
+        "calibrate",
+    }
+)
+# Keys that would smuggle a face into the audit trail; refused anywhere inside ``detail``.
+BIOMETRIC_KEYS = frozenset(
+    {"embedding", "embeddings", "vector", "crop", "image", "png", "photo", "landmarks"}
+)
+
+
+def _check_detail(value: Any, path: str = "detail") -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if str(k).lower() in BIOMETRIC_KEYS:
+                raise ValueError(f"{path}.{k}: audit rows must not hold biometric data")
+            _check_detail(v, f"{path}.{k}")
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _check_detail(v, f"{path}[{i}]")
+    elif isinstance(value, bytes | bytearray):
+        raise ValueError(f"{path}: audit rows hold no binary data")
+
 
 def record(
-    sessions: sessionmaker,
+    sessions: sessionmaker[Session],
     action: str,
     key_id: int | None,
     key_name: str,
@@ -16,8 +50,13 @@ def record(
     result: str,
     score: float | None,
     model_version: str | None,
-    detail: dict,
+    detail: dict[str, Any] | None = None,
 ) -> None:
+    """Append one audit row in its own transaction."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}; valid: {', '.join(sorted(ACTIONS))}")
+    detail = dict(detail or {})
+    _check_detail(detail)
     with sessions.begin() as s:
         s.add(
             AuditEvent(
@@ -31,19 +70,3 @@ def record(
                 detail=detail,
             )
         )
-
-
-def rows_about(sessions: sessionmaker, person_id: str) -> list[dict]:
-    with sessions() as s:
-        rows = s.query(AuditEvent).filter(AuditEvent.person_id == person_id).order_by(AuditEvent.id).all()
-        return [
-            {
-                "at": r.at.isoformat(),
-                "action": r.action,
-                "key_name": r.key_name,
-                "result": r.result,
-                "score": r.score,
-                "model_version": r.model_version,
-            }
-            for r in rows
-        ]

@@ -1,68 +1,90 @@
-"""The gallery: the database (source of truth) and the FAISS index kept in step under one lock."""
+"""The gallery: the database (source of truth) and the FAISS index kept in step."""
 
 from __future__ import annotations
 
-import base64
+import json
+import logging
 import threading
 import uuid
+from typing import Any
 
 import numpy as np
-from sqlalchemy import func, or_, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from service.errors import AlreadyEnrolled, PersonNotFound
-from service.gallery.audit import rows_about
+from service.errors import AlreadyEnrolled, InvalidRequest, PersonNotFound
+from service.gallery import queries
+from service.gallery.db import write_session
 from service.gallery.records import Candidate, PersonRecord
 from service.gallery.tables import ChangeLog, Embedding, Person, ReferenceCrop, utcnow
 from service.index import FaceIndex
 
+log = logging.getLogger(__name__)
 
-def _record(p: Person) -> PersonRecord:
-    return PersonRecord(
-        person_id=p.person_id,
-        name=p.name,
-        created_at=p.created_at,
-        updated_at=p.updated_at,
-        model_versions=tuple(sorted({e.model_version for e in p.embeddings})),
-    )
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAX_PERSON_ID = 128
+MAX_NAME = 200
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk."""
+    if len(data) < 24 or not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
+        raise ValueError("the reference crop must be a PNG image")
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def _text(value: str, what: str, limit: int) -> str:
+    if not value or len(value) > limit:
+        raise InvalidRequest(f"{what} must be 1 to {limit} characters long", field=what)
+    return value
 
 
 class Gallery:
     """Enrolled people for one model version.
 
-    Writes take ``_write`` so that the database and the index change together: the database is
-    flushed, the index updated, then the transaction committed; if the commit fails the index
-    change is undone. Reads search the index and map ids to people without touching the database.
+    Writes run one at a time (``_write`` in this process, the database's write lock across
+    processes). Each commits to the database first and then updates the index; should the index
+    update fail, the index is rebuilt from the database, so the two never stay apart. Reads
+    (``search``, ``embedding_of``, ``size``) use the index and in-memory maps only.
     """
 
-    def __init__(self, session_factory: sessionmaker, index: FaceIndex, model_version: str) -> None:
+    def __init__(self, session_factory: sessionmaker[Session], index: FaceIndex, model_version: str) -> None:
         self.session_factory = session_factory
         self.index = index
         self.model_version = model_version
         self._write = threading.Lock()
         self._by_id: dict[int, tuple[str, str]] = {}  # embedding id -> (person_id, name)
         self._by_person: dict[str, int] = {}  # person_id -> embedding id
+        self._stale = True  # the index may differ from the database until the next load()
 
     # ---- loading ----
 
     def load(self) -> int:
         """(Re)build the index from the database's embeddings for this model version."""
-        with self._write, self.session_factory() as s:
+        with self._write:
+            return self._load()
+
+    def _load(self) -> int:
+        self._stale = True
+        with self.session_factory() as s:
             rows = s.execute(
                 select(Embedding.id, Embedding.vector, Person.person_id, Person.name)
                 .join(Person, Person.id == Embedding.person_pk)
                 .where(Embedding.model_version == self.model_version)
+                .order_by(Embedding.id)
             ).all()
-            ids = [r.id for r in rows]
-            vectors = (
-                np.stack([np.frombuffer(r.vector, np.float32) for r in rows])
-                if rows
-                else np.zeros((0, self.index.dim), np.float32)
+        vectors = [np.frombuffer(r.vector, np.float32) for r in rows]
+        if any(v.shape != (self.index.dim,) for v in vectors):
+            raise ValueError(
+                f"stored embeddings for {self.model_version} do not have {self.index.dim} dimensions"
             )
-            self.index.rebuild(ids, vectors)
-            self._by_id = {r.id: (r.person_id, r.name) for r in rows}
-            self._by_person = {r.person_id: r.id for r in rows}
-            return len(rows)
+        stacked = np.stack(vectors) if vectors else np.zeros((0, self.index.dim), np.float32)
+        self.index.rebuild([r.id for r in rows], stacked)
+        self._by_id = {r.id: (r.person_id, r.name) for r in rows}
+        self._by_person = {r.person_id: r.id for r in rows}
+        self._stale = False
+        log.debug("gallery %s: %d embeddings indexed", self.model_version, len(rows))
+        return len(rows)
 
     # ---- writes ----
 
@@ -71,205 +93,200 @@ class Gallery:
         person_id: str | None,
         name: str,
         crop_png: bytes,
-        crop_size: tuple[int, int],
-        face_meta: dict,
+        face_meta: dict[str, Any],
         photo_sha256: str,
         embedding: np.ndarray,
         replace: bool = False,
-    ) -> tuple[PersonRecord, bool]:
-        """Store a person with their reference crop and embedding; returns (record, replaced)."""
-        vector = np.ascontiguousarray(embedding, dtype=np.float32).reshape(self.index.dim)
-        with self._write, self.session_factory() as s:
-            pid = person_id or uuid.uuid4().hex
-            person = s.scalar(
-                select(Person).where(Person.person_id == pid).options(selectinload(Person.embeddings))
-            )
-            replaced = person is not None
-            old_ids: list[int] = []
-            if person is not None:
-                if not replace:
-                    raise AlreadyEnrolled(
-                        f"person {pid} is already enrolled; set replace=true to replace the reference",
-                        person_id=pid,
-                    )
-                old_ids = [e.id for e in person.embeddings if e.model_version == self.model_version]
-                for e in list(person.embeddings):
-                    s.delete(e)
-                if person.crop is not None:
-                    s.delete(person.crop)
-                s.flush()
-                person.name = name
-                person.updated_at = utcnow()
-            else:
-                person = Person(person_id=pid, name=name)
-                s.add(person)
-                s.flush()
-            s.add(
-                ReferenceCrop(
-                    person_pk=person.id,
-                    image_png=crop_png,
-                    width=crop_size[0],
-                    height=crop_size[1],
-                    meta=face_meta,
-                    photo_sha256=photo_sha256,
+        *,
+        crop_size: tuple[int, int] | None = None,
+    ) -> PersonRecord:
+        """Store a person (``person_id`` None: a new uuid4 hex) with the aligned reference crop and
+        its embedding. An existing person raises AlreadyEnrolled unless ``replace``, which swaps
+        name, crop and embedding in one transaction (embeddings of other model versions, made from
+        the old crop, are dropped). Nothing is stored when anything is invalid."""
+        vector = np.asarray(embedding, dtype=np.float32)
+        if vector.shape != (self.index.dim,) or not np.isfinite(vector).all():
+            raise ValueError(f"embedding must be {self.index.dim} finite numbers, got shape {vector.shape}")
+        pid = _text(person_id or uuid.uuid4().hex, "person_id", MAX_PERSON_ID)
+        _text(name, "name", MAX_NAME)
+        width, height = crop_size or png_size(crop_png)
+        try:
+            json.dumps(face_meta)  # fail here, before any write
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"face_meta must be JSON-serialisable: {exc}") from exc
+        with self._write:
+            self._reload_if_stale()
+            with write_session(self.session_factory) as s:
+                person = s.scalar(
+                    select(Person).where(Person.person_id == pid).options(selectinload(Person.crop))
                 )
-            )
-            emb = Embedding(person_pk=person.id, model_version=self.model_version, vector=vector.tobytes())
-            s.add(emb)
-            s.add(ChangeLog(op="upsert", person_id=pid))
-            s.flush()
-            s.refresh(person, ["embeddings"])
-            record = _record(person)
-            self._apply(old_ids, [(emb.id, vector)], pid, name)
-            try:
-                s.commit()
-            except Exception:
-                self._apply([emb.id], [], pid, name)
-                self._restore(s, old_ids)
-                raise
-            return record, replaced
+                now = utcnow()
+                old_ids: list[int] = []
+                replaced = person is not None
+                if person is not None:
+                    if not replace:
+                        raise AlreadyEnrolled(
+                            f"person {pid!r} is already enrolled; set replace=true to replace the reference",
+                            person_id=pid,
+                        )
+                    old_ids = self._embedding_ids(s, person.id)
+                    s.execute(delete(Embedding).where(Embedding.person_pk == person.id))
+                    person.name, person.updated_at = name, now
+                else:
+                    person = Person(person_id=pid, name=name, created_at=now, updated_at=now)
+                    s.add(person)
+                    s.flush()
+                if person.crop is None:
+                    person.crop = ReferenceCrop(person_pk=person.id)
+                person.crop.image_png, person.crop.width, person.crop.height = crop_png, width, height
+                person.crop.meta, person.crop.photo_sha256, person.crop.created_at = (
+                    face_meta,
+                    photo_sha256,
+                    now,
+                )
+                emb = Embedding(
+                    person_pk=person.id,
+                    model_version=self.model_version,
+                    vector=vector.tobytes(),
+                    created_at=now,
+                )
+                s.add(emb)
+                s.add(ChangeLog(op="upsert", person_id=pid, at=now))
+                s.flush()
+                s.expire(person, ["embeddings"])
+                record = queries.to_record(person, replaced=replaced)
+                self._commit(s)
+            self._update_index(old_ids, (emb.id, vector), pid, name)
+        log.debug("enrolled %s (replaced: %s)", pid, record.replaced)
+        return record
 
     def delete(self, person_id: str) -> None:
-        """Remove the person, the crop, every embedding (all model versions) and the index entries."""
-        with self._write, self.session_factory() as s:
-            person = self._person(s, person_id)
-            ids = [e.id for e in person.embeddings if e.model_version == self.model_version]
-            s.delete(person)
-            s.add(ChangeLog(op="delete", person_id=person_id))
-            s.flush()
-            self._apply(ids, [], person_id, None)
-            try:
-                s.commit()
-            except Exception:
-                self._restore(s, ids)
-                raise
+        """Remove the person, the crop, every embedding (all model versions) and the index entries.
+        Audit rows keep the person_id string only."""
+        with self._write:
+            self._reload_if_stale()
+            with write_session(self.session_factory) as s:
+                pk = s.scalar(select(Person.id).where(Person.person_id == person_id))
+                if pk is None:
+                    raise queries.not_found(person_id)
+                ids = self._embedding_ids(s, pk)
+                s.execute(delete(Embedding).where(Embedding.person_pk == pk))
+                s.execute(delete(ReferenceCrop).where(ReferenceCrop.person_pk == pk))
+                s.execute(delete(Person).where(Person.id == pk))
+                s.add(ChangeLog(op="delete", person_id=person_id))
+                self._commit(s)
+            self._update_index(ids, None, person_id, None)
+        log.debug("deleted %s", person_id)
 
-    def _apply(
-        self, remove: list[int], add: list[tuple[int, np.ndarray]], pid: str, name: str | None
+    def _embedding_ids(self, s: Session, person_pk: int) -> list[int]:
+        return list(
+            s.scalars(
+                select(Embedding.id).where(
+                    Embedding.person_pk == person_pk, Embedding.model_version == self.model_version
+                )
+            )
+        )
+
+    def _commit(self, s: Session) -> None:
+        try:
+            s.commit()
+        except Exception:
+            # The commit may have gone through (a connection lost during COMMIT): re-read.
+            log.exception("gallery commit failed; re-reading the index from the database")
+            s.rollback()
+            self._reload_after_failure()
+            raise
+
+    def _update_index(
+        self, remove: list[int], add: tuple[int, np.ndarray] | None, pid: str, name: str | None
     ) -> None:
-        if remove:
-            self.index.remove(remove)
-            for i in remove:
-                self._by_id.pop(i, None)
-            if self._by_person.get(pid) in remove:
-                del self._by_person[pid]
-        if add:
-            self.index.add([i for i, _ in add], np.stack([v for _, v in add]))
-            for i, _ in add:
-                self._by_id[i] = (pid, name or pid)
-                self._by_person[pid] = i
+        try:
+            if remove:
+                self.index.remove(remove)
+                for i in remove:
+                    self._by_id.pop(i, None)
+                self._by_person.pop(pid, None)
+            if add is not None:
+                self.index.add([add[0]], add[1][None, :])
+                self._by_id[add[0]] = (pid, name or pid)
+                self._by_person[pid] = add[0]
+        except Exception:
+            log.exception("index update failed after the commit; rebuilding the index from the database")
+            self._reload_after_failure()
 
-    def _restore(self, s: Session, ids: list[int]) -> None:
-        """After a failed commit, put back index entries that had been removed."""
-        s.rollback()
-        if not ids:
-            return
-        rows = s.execute(
-            select(Embedding.id, Embedding.vector, Person.person_id, Person.name)
-            .join(Person, Person.id == Embedding.person_pk)
-            .where(Embedding.id.in_(ids))
-        ).all()
-        for r in rows:
-            self._apply([], [(r.id, np.frombuffer(r.vector, np.float32))], r.person_id, r.name)
+    def _reload_if_stale(self) -> None:
+        """A write starts from an index equal to the database, or does not start at all."""
+        if self._stale:
+            self._load()
+
+    def _reload_after_failure(self) -> None:
+        self._stale = True
+        try:
+            self._load()
+        except Exception:
+            log.exception("rebuilding the index failed; it stays stale until the next load()")
 
     # ---- reads ----
 
-    def _person(self, s: Session, person_id: str) -> Person:
-        person = s.scalar(
-            select(Person)
-            .where(Person.person_id == person_id)
-            .options(selectinload(Person.embeddings), selectinload(Person.crop))
-        )
-        if person is None:
-            raise PersonNotFound(f"no person {person_id!r} is enrolled", person_id=person_id)
-        return person
-
     def get(self, person_id: str) -> PersonRecord:
         with self.session_factory() as s:
-            return _record(self._person(s, person_id))
+            return queries.get_record(s, person_id)
 
     def list(self, offset: int, limit: int, query: str | None) -> tuple[list[PersonRecord], int]:
         with self.session_factory() as s:
-            stmt = select(Person)
-            if query:
-                like = f"%{query.lower()}%"
-                stmt = stmt.where(
-                    or_(func.lower(Person.name).like(like), func.lower(Person.person_id).like(like))
-                )
-            total = s.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-            people = s.scalars(
-                stmt.options(selectinload(Person.embeddings))
-                .order_by(Person.created_at, Person.person_id)
-                .offset(offset)
-                .limit(limit)
-            ).all()
-            return [_record(p) for p in people], int(total)
+            return queries.list_records(s, offset, limit, query)
 
     def crop(self, person_id: str) -> bytes:
         with self.session_factory() as s:
-            person = self._person(s, person_id)
-            if person.crop is None:
-                raise PersonNotFound(f"person {person_id!r} has no reference crop", person_id=person_id)
-            return person.crop.image_png
+            return queries.crop_png(s, person_id)
 
-    def export(self, person_id: str) -> dict:
-        """Everything stored about a person."""
+    def export(self, person_id: str) -> dict[str, Any]:
         with self.session_factory() as s:
-            p = self._person(s, person_id)
-            crop = p.crop
-            out = {
-                "person": {
-                    "person_id": p.person_id,
-                    "name": p.name,
-                    "created_at": p.created_at.isoformat(),
-                    "updated_at": p.updated_at.isoformat(),
-                },
-                "reference_crop": None
-                if crop is None
-                else {
-                    "png_base64": base64.b64encode(crop.image_png).decode(),
-                    "width": crop.width,
-                    "height": crop.height,
-                    "meta": crop.meta,
-                    "photo_sha256": crop.photo_sha256,
-                    "created_at": crop.created_at.isoformat(),
-                },
-                "embeddings": [
-                    {
-                        "model_version": e.model_version,
-                        "vector": np.frombuffer(e.vector, np.float32).round(6).tolist(),
-                        "created_at": e.created_at.isoformat(),
-                    }
-                    for e in p.embeddings
-                ],
-            }
-        out["audit"] = rows_about(self.session_factory, person_id)
-        return out
+            return queries.export_person(s, person_id)
 
     def embedding_of(self, person_id: str) -> np.ndarray:
+        """The person's embedding for this model version (from the index: no database query)."""
         eid = self._by_person.get(person_id)
-        if eid is None:
-            raise PersonNotFound(f"no person {person_id!r} is enrolled", person_id=person_id)
-        with self.session_factory() as s:
-            vec = s.scalar(select(Embedding.vector).where(Embedding.id == eid))
-        if vec is None:
-            raise PersonNotFound(f"no person {person_id!r} is enrolled", person_id=person_id)
-        return np.frombuffer(vec, np.float32)
+        vector = None if eid is None else self.index.vector(eid)
+        if vector is None:
+            raise queries.not_found(person_id)
+        return vector
 
     def search(self, vector: np.ndarray, k: int) -> list[Candidate]:
+        """Up to ``k`` people, best first, one entry per person."""
         sims, ids = self.index.search(np.asarray(vector, np.float32).reshape(1, -1), k)
-        out = []
-        for sim, i in zip(sims[0], ids[0]):
-            who = self._by_id.get(int(i)) if i >= 0 else None
-            if who is not None:
-                out.append(Candidate(who[0], who[1], float(sim)))
+        out: list[Candidate] = []
+        seen: set[str] = set()
+        for sim, i in zip(sims[0].tolist(), ids[0].tolist()):
+            who = self._by_id.get(i) if i >= 0 else None
+            if who is not None and who[0] not in seen:
+                seen.add(who[0])
+                out.append(Candidate(who[0], who[1], sim))
         return out
 
     def size(self) -> int:
+        """People with an embedding for this model version."""
         return len(self._by_person)
+
+    @property
+    def stale(self) -> bool:
+        return self._stale
 
     def consistency_check(self) -> bool:
         """True when the index holds exactly the database's embeddings for this model version."""
         with self._write, self.session_factory() as s:
-            db_ids = set(s.scalars(select(Embedding.id).where(Embedding.model_version == self.model_version)))
-            return db_ids == self.index.ids() == set(self._by_id)
+            rows = s.execute(
+                select(Embedding.id, Person.person_id)
+                .join(Person, Person.id == Embedding.person_pk)
+                .where(Embedding.model_version == self.model_version)
+            ).all()
+            db = {r.id: r.person_id for r in rows}
+            return (
+                not self._stale
+                and set(db) == self.index.ids() == set(self._by_id)
+                and {i: who[0] for i, who in self._by_id.items()} == db
+                and {pid: i for i, pid in db.items()} == self._by_person
+            )
+
+
+__all__ = ["Candidate", "Gallery", "PersonNotFound", "PersonRecord", "png_size"]

@@ -4,20 +4,47 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Every constraint gets a predictable name, so later migrations can alter it (SQLite batch mode too).
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def as_utc(t: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every stored time is UTC."""
+    return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
+
+
 class Base(DeclarativeBase):
-    pass
+    metadata = MetaData(naming_convention=NAMING)
 
 
 class Person(Base):
     __tablename__ = "people"
+    __table_args__ = (Index("ix_people_created_at", "created_at", "person_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     person_id: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
@@ -53,12 +80,14 @@ class Embedding(Base):
     """One embedding of a person's reference crop by one model version; ``id`` is the FAISS id."""
 
     __tablename__ = "embeddings"
-    __table_args__ = (Index("ix_embeddings_model_version", "model_version"), {"sqlite_autoincrement": True})
+    __table_args__ = (
+        Index("ix_embeddings_model_version", "model_version"),
+        UniqueConstraint("person_pk", "model_version", name="uq_embeddings_person_model"),
+        {"sqlite_autoincrement": True},  # ids are FAISS ids: never reuse one
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    person_pk: Mapped[int] = mapped_column(
-        ForeignKey("people.id", ondelete="CASCADE"), nullable=False, index=True
-    )
+    person_pk: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), nullable=False)
     model_version: Mapped[str] = mapped_column(String(100), nullable=False)
     vector: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
@@ -92,7 +121,7 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(32), nullable=False)
     person_id: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
     result: Mapped[str] = mapped_column(String(32), nullable=False)
-    score: Mapped[float | None] = mapped_column(nullable=True)
+    score: Mapped[float | None] = mapped_column(Double, nullable=True)
     model_version: Mapped[str | None] = mapped_column(String(100), nullable=True)
     detail: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
 
@@ -101,9 +130,12 @@ class ChangeLog(Base):
     """Gallery changes in commit order, for replicas that keep their own index in step."""
 
     __tablename__ = "change_log"
-    __table_args__ = {"sqlite_autoincrement": True}
+    __table_args__ = (
+        CheckConstraint("op IN ('upsert', 'delete')", name="op"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
     op: Mapped[str] = mapped_column(String(16), nullable=False)
-    person_id: Mapped[str] = mapped_column(Text, nullable=False)
+    person_id: Mapped[str] = mapped_column(String(128), nullable=False)

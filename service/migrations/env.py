@@ -1,10 +1,14 @@
-"""Alembic environment: runs against the engine handed over by ``service.gallery.db.migrate``."""
+"""Alembic environment: runs against the engine handed over by ``service.gallery.db.migrate``.
+
+The migration transaction holds the gallery write lock, so replicas starting at the same time
+migrate one after the other instead of racing to create the same tables.
+"""
 
 from __future__ import annotations
 
 from alembic import context
 
-from service.gallery.db import make_engine
+from service.gallery.db import WRITE_OPTION, lock_for_writing, make_engine
 from service.gallery.tables import Base
 
 config = context.config
@@ -18,10 +22,18 @@ def run() -> None:
         if not url:
             raise RuntimeError("no engine or sqlalchemy.url given to the migrations")
         engine = make_engine(url)
-    with engine.begin() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
-        with context.begin_transaction():
-            context.run_migrations()
+    with engine.connect() as connection:
+        connection = connection.execution_options(**{WRITE_OPTION: True})
+        with connection.begin():
+            lock_for_writing(connection)
+            context.configure(
+                connection=connection,
+                target_metadata=target_metadata,
+                render_as_batch=True,
+                compare_type=True,
+            )
+            with context.begin_transaction():
+                context.run_migrations()
 
 
 run()

@@ -1,0 +1,136 @@
+"""Read-only gallery queries: one person, a page of people, the crop, a full export."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from service.errors import PersonNotFound
+from service.gallery.records import PersonRecord
+from service.gallery.tables import AuditEvent, ChangeLog, Embedding, Person, ReferenceCrop, as_utc
+
+# Load what a PersonRecord needs, not the crop image or the vectors.
+_RECORD_LOAD = (
+    selectinload(Person.embeddings).load_only(Embedding.model_version),
+    selectinload(Person.crop).load_only(ReferenceCrop.width, ReferenceCrop.height),
+)
+
+
+def not_found(person_id: str) -> PersonNotFound:
+    return PersonNotFound(f"no person {person_id!r} is enrolled", person_id=person_id)
+
+
+def to_record(p: Person, replaced: bool = False) -> PersonRecord:
+    return PersonRecord(
+        person_id=p.person_id,
+        name=p.name,
+        created_at=as_utc(p.created_at),
+        updated_at=as_utc(p.updated_at),
+        model_versions=tuple(sorted({e.model_version for e in p.embeddings})),
+        crop_size=None if p.crop is None else (p.crop.width, p.crop.height),
+        replaced=replaced,
+    )
+
+
+def get_record(s: Session, person_id: str) -> PersonRecord:
+    person = s.scalar(select(Person).where(Person.person_id == person_id).options(*_RECORD_LOAD))
+    if person is None:
+        raise not_found(person_id)
+    return to_record(person)
+
+
+def list_records(s: Session, offset: int, limit: int, query: str | None) -> tuple[list[PersonRecord], int]:
+    """A page ordered by (created_at, person_id) and the total count; ``query`` matches a
+    substring of the name or person_id, ignoring case (``%`` and ``_`` are literal)."""
+    if offset < 0 or limit < 0:
+        raise ValueError(f"offset and limit must be non-negative, got {offset}, {limit}")
+    stmt = select(Person)
+    if query:
+        q = query.lower()
+        stmt = stmt.where(
+            or_(
+                func.lower(Person.name).contains(q, autoescape=True),
+                func.lower(Person.person_id).contains(q, autoescape=True),
+            )
+        )
+    total = s.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    people = s.scalars(
+        stmt.options(*_RECORD_LOAD).order_by(Person.created_at, Person.person_id).offset(offset).limit(limit)
+    ).all()
+    return [to_record(p) for p in people], int(total)
+
+
+def crop_png(s: Session, person_id: str) -> bytes:
+    png = s.scalar(
+        select(ReferenceCrop.image_png)
+        .join(Person, Person.id == ReferenceCrop.person_pk)
+        .where(Person.person_id == person_id)
+    )
+    if png is None:
+        raise not_found(person_id)
+    return png
+
+
+def _iso(t) -> str | None:
+    return None if t is None else as_utc(t).isoformat()
+
+
+def export_person(s: Session, person_id: str) -> dict[str, Any]:
+    """Everything stored about a person, JSON-ready: the record, the reference crop (base64 PNG)
+    and its metadata, every embedding (all model versions), the audit rows and change-log rows
+    naming them."""
+    p = s.scalar(
+        select(Person)
+        .where(Person.person_id == person_id)
+        .options(selectinload(Person.embeddings), selectinload(Person.crop))
+    )
+    if p is None:
+        raise not_found(person_id)
+    crop = p.crop
+    audit = s.scalars(select(AuditEvent).where(AuditEvent.person_id == person_id).order_by(AuditEvent.id))
+    changes = s.scalars(select(ChangeLog).where(ChangeLog.person_id == person_id).order_by(ChangeLog.id))
+    return {
+        "person": {
+            "person_id": p.person_id,
+            "name": p.name,
+            "created_at": _iso(p.created_at),
+            "updated_at": _iso(p.updated_at),
+        },
+        "reference_crop": None
+        if crop is None
+        else {
+            "png_base64": base64.b64encode(crop.image_png).decode(),
+            "width": crop.width,
+            "height": crop.height,
+            "meta": crop.meta,
+            "photo_sha256": crop.photo_sha256,
+            "created_at": _iso(crop.created_at),
+        },
+        "embeddings": [
+            {
+                "id": e.id,
+                "model_version": e.model_version,
+                "vector": np.frombuffer(e.vector, np.float32).tolist(),
+                "created_at": _iso(e.created_at),
+            }
+            for e in sorted(p.embeddings, key=lambda e: e.id)
+        ],
+        "audit": [
+            {
+                "at": _iso(a.at),
+                "action": a.action,
+                "key_id": a.key_id,
+                "key_name": a.key_name,
+                "result": a.result,
+                "score": a.score,
+                "model_version": a.model_version,
+                "detail": a.detail,
+            }
+            for a in audit
+        ],
+        "changes": [{"at": _iso(c.at), "op": c.op} for c in changes],
+    }

@@ -1,0 +1,104 @@
+"""API keys: created once, hashed at rest, scoped, revocable; ensure() is idempotent."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text, update
+
+from service.auth import SCOPES, KeyStore, hash_key
+from service.errors import NotFound
+from service.gallery.db import make_engine, session_factory
+from service.gallery.tables import ApiKey
+from tests.service.storage_helpers import snapshot
+
+
+@pytest.fixture
+def keys(database_url):
+    engine = make_engine(database_url)
+    yield KeyStore(session_factory(engine))
+    engine.dispose()
+
+
+def test_create_and_authenticate(keys):
+    plaintext, record = keys.create("door 1", {"verify"})
+    assert plaintext.startswith("fg_") and len(plaintext) > 40
+    assert record.scopes == {"verify"} and record.prefix == plaintext[:8] and record.active
+    found = keys.authenticate(plaintext)
+    assert found is not None and found.id == record.id and found.name == "door 1"
+    for wrong in (plaintext + "x", plaintext[:-1], "fg_nothing", "", plaintext.upper(), "x" * 10_000):
+        assert keys.authenticate(wrong) is None
+    assert [k.id for k in keys.list()] == [record.id] and keys.count_active() == 1
+    assert keys.get(record.id).created_at.tzinfo is not None
+
+
+def test_keys_are_hashed_at_rest(keys):
+    plaintext, _ = keys.create("kiosk", {"enroll"})
+    secret_part = plaintext[8:]
+    dump = repr(snapshot(keys.sessions.kw["bind"]))
+    assert plaintext not in dump and secret_part not in dump and secret_part[:16] not in dump
+    with keys.sessions() as s:
+        stored = s.execute(text("SELECT key_hash, prefix FROM api_keys")).one()
+    assert stored == (hash_key(plaintext), plaintext[:8])
+
+
+def test_scopes_admin_implies_all_and_unknown_scopes_are_refused(keys):
+    assert SCOPES == {"enroll", "verify", "admin"}
+    _, admin = keys.create("root", {"admin"})
+    _, door = keys.create("door", {"verify"})
+    assert all(admin.allows(s) for s in SCOPES)
+    assert door.allows("verify") and not door.allows("enroll") and not door.allows("admin")
+    for bad in ({"root"}, set(), {"verify", "everything"}):
+        with pytest.raises(ValueError, match="valid: admin, enroll, verify"):
+            keys.create("bad", bad)
+    for bad_name in ("", "   ", "n" * 101):
+        with pytest.raises(ValueError):
+            keys.create(bad_name, {"verify"})
+    assert keys.count_active() == 2
+
+
+def test_revoke(keys):
+    plaintext, record = keys.create("temp", {"verify"})
+    keys.revoke(record.id)
+    assert keys.authenticate(plaintext) is None and keys.count_active() == 0
+    revoked_at = keys.get(record.id).revoked_at
+    keys.revoke(record.id)  # twice: no change
+    assert keys.get(record.id).revoked_at == revoked_at is not None
+    with pytest.raises(NotFound):
+        keys.revoke(987654)
+
+
+def test_last_used_at_is_recorded_at_most_once_a_minute(keys):
+    plaintext, record = keys.create("cam", {"verify"})
+    assert record.last_used_at is None
+    keys.authenticate(plaintext)
+    first = keys.get(record.id).last_used_at
+    keys.authenticate(plaintext)
+    assert first is not None and keys.get(record.id).last_used_at == first
+    with keys.sessions.begin() as s:  # pretend the last use was long ago
+        s.execute(update(ApiKey).values(last_used_at=first.replace(year=first.year - 1)))
+    keys.authenticate(plaintext)
+    assert keys.get(record.id).last_used_at > first
+
+
+def test_ensure_is_idempotent_and_reactivates(keys):
+    key = "fg_fixed_admin_key_for_scripts_0001"
+    first = keys.ensure(key, "admin (env)", {"admin"})
+    second = keys.ensure(key, "admin (env)", {"admin"})
+    assert first.id == second.id and keys.count_active() == 1 and len(keys.list()) == 1
+    keys.revoke(first.id)
+    assert keys.authenticate(key) is None
+    assert keys.ensure(key, "admin (env)", {"admin"}).id == first.id
+    assert keys.authenticate(key).scopes == {"admin"}
+    assert keys.ensure(key, "admin (env)", {"verify"}).scopes == {"verify"}
+    for bad in ("short", "x" * 300):
+        with pytest.raises(ValueError):
+            keys.ensure(bad, "x", {"admin"})
+
+
+def test_keys_sharing_a_prefix_are_told_apart(keys):
+    a = keys.ensure("fg_SAMEprefix_key_number_one", "a", {"verify"})
+    b = keys.ensure("fg_SAMEprefix_key_number_two", "b", {"enroll"})
+    assert a.prefix == b.prefix
+    assert keys.authenticate("fg_SAMEprefix_key_number_one").id == a.id
+    assert keys.authenticate("fg_SAMEprefix_key_number_two").id == b.id
+    assert keys.authenticate("fg_SAMEprefix_key_number_six") is None
