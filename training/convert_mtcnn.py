@@ -252,7 +252,7 @@ def provenance(source: WeightSource, out: Path, command: str) -> str:
         "- Converted by `training/convert_mtcnn.py` (own re-declaration of the three nets; torch -> ONNX",
         "  opset 17; input `image` float32 [N,3,H,W] RGB pixel values 0..255, normalisation",
         "  `(x - 127.5) * 0.0078125` inside the graph).",
-        f"- Command: `{command}`",
+        f"- Command: `{command}` (torch {torch.__version__}, onnx exporter: TorchScript)",
         "",
         "| file | sha256 |",
         "|---|---|",

@@ -171,7 +171,7 @@ class FaceDetector:
         ys = h * marks[:, 5:] + boxes[:, 1:2] - 1
         points = np.stack([xs, ys], axis=2).astype(np.float32)
         boxes = ops.regress(boxes, reg, inclusive=True)
-        pick = ops.nms(boxes[:, :4], boxes[:, 4], 0.7, mode="min", inclusive=True)
+        pick = ops.nms_min(boxes[:, :4], boxes[:, 4], 0.7)
         return boxes[pick].astype(np.float32), points[pick]
 
     def _with_regions(self, integral: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

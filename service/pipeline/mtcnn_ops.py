@@ -128,29 +128,36 @@ def crop_regions(boxes: np.ndarray, clip_to: tuple[int, int] | None = None) -> n
     return regions
 
 
-def nms(
-    boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "union", inclusive: bool = False
-):
-    """Greedy non-maximum suppression; indices of kept boxes, highest score first.
+def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+    """torchvision's ``nms``: drop boxes whose IoU with a kept one exceeds ``threshold``.
 
-    ``mode`` "union" divides the overlap by the union (IoU), "min" by the smaller box. A box is
-    dropped when that ratio exceeds ``threshold``. ``inclusive`` adds 1 to widths and heights (the
-    reference code's last stage); torchvision's ``nms`` (earlier stages) does not.
+    Sizes are ``x2 - x1``; equal scores keep the earlier box first (a stable sort). Returns the
+    kept indices, highest score first.
     """
-    if mode not in ("union", "min"):
-        raise ValueError(f"unknown NMS mode {mode!r}; valid: union, min")
+    return _greedy(boxes, np.argsort(-scores, kind="stable"), threshold, "union", 0.0)
+
+
+def nms_min(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+    """The reference code's last-stage NMS: overlap over the smaller box, sizes ``x2 - x1 + 1``.
+
+    Equal scores keep the later box first, as its ascending argsort read from the end does.
+    """
+    return _greedy(boxes, np.argsort(scores, kind="stable")[::-1], threshold, "min", 1.0)
+
+
+def _greedy(boxes: np.ndarray, order: np.ndarray, threshold: float, mode: str, one: float) -> np.ndarray:
+    """Greedy suppression over ``order``, in float32 like both reference implementations."""
     if len(boxes) == 0:
         return np.zeros(0, dtype=np.int64)
-    one = 1.0 if inclusive else 0.0
-    x1, y1, x2, y2 = (boxes[:, k].astype(np.float64) for k in range(4))
-    area = (x2 - x1 + one) * (y2 - y1 + one)
-    order = np.argsort(scores, kind="stable")[::-1]  # ties: later box first, as the reference code
+    one32 = np.float32(one)
+    x1, y1, x2, y2 = (boxes[:, k].astype(np.float32) for k in range(4))
+    area = (x2 - x1 + one32) * (y2 - y1 + one32)
     keep = []
     while order.size:
         i, rest = order[0], order[1:]
         keep.append(i)
-        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + one)
-        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + one)
+        w = np.maximum(np.float32(0), np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + one32)
+        h = np.maximum(np.float32(0), np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + one32)
         inter = w * h
         denom = np.minimum(area[i], area[rest]) if mode == "min" else area[i] + area[rest] - inter
         ratio = np.divide(inter, denom, out=np.zeros_like(inter), where=denom > 0)
