@@ -62,7 +62,7 @@ def validate_scopes(scopes: Iterable[str]) -> frozenset[str]:
 
 def _name(name: str) -> str:
     name = name.strip()
-    if not name or len(name) > MAX_NAME:
+    if not name or len(name) > MAX_NAME or "\x00" in name:
         raise ValueError(f"a key name must be 1 to {MAX_NAME} characters long")
     return name
 
@@ -99,7 +99,7 @@ class KeyStore:
     def ensure(self, plaintext: str, name: str, scopes: set[str]) -> KeyRecord:
         """Make sure this exact key exists, is active and has these scopes (FACEGATE_ADMIN_KEY)."""
         wanted, name = validate_scopes(scopes), _name(name)
-        if not MIN_KEY_LEN <= len(plaintext) <= MAX_KEY_LEN:
+        if not MIN_KEY_LEN <= len(plaintext) <= MAX_KEY_LEN or "\x00" in plaintext:
             raise ValueError(f"an API key must be {MIN_KEY_LEN} to {MAX_KEY_LEN} characters long")
         with write_session(self.sessions) as s:
             key = s.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(plaintext)))
@@ -152,7 +152,7 @@ class KeyStore:
     def authenticate(self, plaintext: str) -> KeyRecord | None:
         """The active key with this plaintext, or None. Keys are looked up by their clear prefix
         and the hashes compared in constant time."""
-        if not plaintext or len(plaintext) > MAX_KEY_LEN:
+        if not plaintext or len(plaintext) > MAX_KEY_LEN or "\x00" in plaintext:
             return None
         digest = hash_key(plaintext)
         with self.sessions() as s:

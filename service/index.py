@@ -63,7 +63,7 @@ class FaceIndex:
         """Remove these ids (absent ones are ignored); returns how many were removed."""
         i = np.asarray(list(ids), dtype=np.int64).reshape(-1)
         with self._lock:
-            removed = int(self._index.remove_ids(i)) if len(i) else 0
+            removed = int(self._index.remove_ids(i)) if len(i) else 0  # type: ignore[arg-type]
             self._ids.difference_update(i.tolist())
             return removed
 
@@ -84,7 +84,7 @@ class FaceIndex:
         with self._lock:
             if id_ not in self._ids:
                 return None
-            return self._index.reconstruct(int(id_))
+            return np.asarray(self._index.reconstruct(int(id_)), dtype=np.float32)
 
     def rebuild(self, ids: Iterable[int], vectors: np.ndarray) -> None:
         """Replace the whole content (validated and built first, then swapped in)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import threading
@@ -22,7 +23,6 @@ from service.index import FaceIndex
 log = logging.getLogger(__name__)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-MAX_PERSON_ID = 128
 MAX_NAME = 200
 
 
@@ -34,8 +34,8 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 
 def _text(value: str, what: str, limit: int) -> str:
-    if not value or len(value) > limit:
-        raise InvalidRequest(f"{what} must be 1 to {limit} characters long", field=what)
+    if not value or len(value) > limit or "\x00" in value:
+        raise InvalidRequest(f"{what} must be 1 to {limit} characters long, without NUL", field=what)
     return value
 
 
@@ -107,8 +107,10 @@ class Gallery:
         vector = np.asarray(embedding, dtype=np.float32)
         if vector.shape != (self.index.dim,) or not np.isfinite(vector).all():
             raise ValueError(f"embedding must be {self.index.dim} finite numbers, got shape {vector.shape}")
-        pid = _text(person_id or uuid.uuid4().hex, "person_id", MAX_PERSON_ID)
+        pid = _text(person_id or uuid.uuid4().hex, "person_id", queries.MAX_PERSON_ID)
         _text(name, "name", MAX_NAME)
+        if len(photo_sha256) != 64 or not all(c in "0123456789abcdef" for c in photo_sha256):
+            raise ValueError("photo_sha256 must be 64 lowercase hexadecimal digits")
         width, height = crop_size or png_size(crop_png)
         try:
             json.dumps(face_meta)  # fail here, before any write
@@ -166,7 +168,7 @@ class Gallery:
         with self._write:
             self._reload_if_stale()
             with write_session(self.session_factory) as s:
-                pk = s.scalar(select(Person.id).where(Person.person_id == person_id))
+                pk = s.scalar(select(Person.id).where(Person.person_id == queries.lookup_id(person_id)))
                 if pk is None:
                     raise queries.not_found(person_id)
                 ids = self._embedding_ids(s, pk)
@@ -252,10 +254,10 @@ class Gallery:
             raise queries.not_found(person_id)
         return vector
 
-    def search(self, vector: np.ndarray, k: int) -> list[Candidate]:
+    def search(self, vector: np.ndarray, k: int) -> builtins.list[Candidate]:
         """Up to ``k`` people, best first, one entry per person."""
         sims, ids = self.index.search(np.asarray(vector, np.float32).reshape(1, -1), k)
-        out: list[Candidate] = []
+        out: builtins.list[Candidate] = []
         seen: set[str] = set()
         for sim, i in zip(sims[0].tolist(), ids[0].tolist()):
             who = self._by_id.get(i) if i >= 0 else None

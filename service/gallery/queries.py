@@ -9,7 +9,7 @@ import numpy as np
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from service.errors import PersonNotFound
+from service.errors import InvalidRequest, PersonNotFound
 from service.gallery.records import PersonRecord
 from service.gallery.tables import AuditEvent, ChangeLog, Embedding, Person, ReferenceCrop, as_utc
 
@@ -20,8 +20,19 @@ _RECORD_LOAD = (
 )
 
 
+MAX_PERSON_ID = 128
+
+
 def not_found(person_id: str) -> PersonNotFound:
     return PersonNotFound(f"no person {person_id!r} is enrolled", person_id=person_id)
+
+
+def lookup_id(person_id: str) -> str:
+    """``person_id`` if it could be stored at all; else PersonNotFound without asking the database
+    (PostgreSQL refuses NUL characters in text with an error instead of finding nothing)."""
+    if not person_id or len(person_id) > MAX_PERSON_ID or "\x00" in person_id:
+        raise not_found(person_id)
+    return person_id
 
 
 def to_record(p: Person, replaced: bool = False) -> PersonRecord:
@@ -37,7 +48,7 @@ def to_record(p: Person, replaced: bool = False) -> PersonRecord:
 
 
 def get_record(s: Session, person_id: str) -> PersonRecord:
-    person = s.scalar(select(Person).where(Person.person_id == person_id).options(*_RECORD_LOAD))
+    person = s.scalar(select(Person).where(Person.person_id == lookup_id(person_id)).options(*_RECORD_LOAD))
     if person is None:
         raise not_found(person_id)
     return to_record(person)
@@ -48,6 +59,8 @@ def list_records(s: Session, offset: int, limit: int, query: str | None) -> tupl
     substring of the name or person_id, ignoring case (``%`` and ``_`` are literal)."""
     if offset < 0 or limit < 0:
         raise ValueError(f"offset and limit must be non-negative, got {offset}, {limit}")
+    if query and "\x00" in query:
+        raise InvalidRequest("the search text must not contain NUL characters", field="q")
     stmt = select(Person)
     if query:
         q = query.lower()
@@ -68,7 +81,7 @@ def crop_png(s: Session, person_id: str) -> bytes:
     png = s.scalar(
         select(ReferenceCrop.image_png)
         .join(Person, Person.id == ReferenceCrop.person_pk)
-        .where(Person.person_id == person_id)
+        .where(Person.person_id == lookup_id(person_id))
     )
     if png is None:
         raise not_found(person_id)
@@ -85,7 +98,7 @@ def export_person(s: Session, person_id: str) -> dict[str, Any]:
     naming them."""
     p = s.scalar(
         select(Person)
-        .where(Person.person_id == person_id)
+        .where(Person.person_id == lookup_id(person_id))
         .options(selectinload(Person.embeddings), selectinload(Person.crop))
     )
     if p is None:

@@ -25,7 +25,16 @@ def test_create_and_authenticate(keys):
     assert record.scopes == {"verify"} and record.prefix == plaintext[:8] and record.active
     found = keys.authenticate(plaintext)
     assert found is not None and found.id == record.id and found.name == "door 1"
-    for wrong in (plaintext + "x", plaintext[:-1], "fg_nothing", "", plaintext.upper(), "x" * 10_000):
+    wrongs = (
+        plaintext + "x",
+        plaintext[:-1],
+        "fg_nothing",
+        "",
+        plaintext.upper(),
+        "x" * 10_000,
+        "fg_\x00abcdef",
+    )
+    for wrong in wrongs:
         assert keys.authenticate(wrong) is None
     assert [k.id for k in keys.list()] == [record.id] and keys.count_active() == 1
     assert keys.get(record.id).created_at.tzinfo is not None

@@ -111,8 +111,11 @@ def test_already_enrolled_and_invalid_input_change_nothing(gallery):
         (ValueError, dict(embedding=np.full(DIM, np.nan, np.float32))),
         (ValueError, dict(crop_png=b"GIF89a not a png")),
         (ValueError, dict(face_meta={"x": np.float32(1.0)})),
+        (ValueError, dict(photo_sha256="not a digest")),
         (InvalidRequest, dict(person_id="x" * 129)),
+        (InvalidRequest, dict(person_id="nul\x00id")),
         (InvalidRequest, dict(name="")),
+        (InvalidRequest, dict(name="nul\x00name")),
     ]
     for error, change in bad_calls:
         args = dict(
@@ -125,8 +128,12 @@ def test_already_enrolled_and_invalid_input_change_nothing(gallery):
         )
         with pytest.raises(error):
             gallery.enroll(**{**args, **change})
-    with pytest.raises(PersonNotFound):
-        gallery.delete("nobody")
+    for nobody in ("nobody", "nul\x00", "x" * 500, ""):  # never a database error
+        for call in (gallery.delete, gallery.get, gallery.crop, gallery.export, gallery.embedding_of):
+            with pytest.raises(PersonNotFound):
+                call(nobody)
+    with pytest.raises(InvalidRequest):
+        gallery.list(0, 10, "nul\x00")
     assert (snapshot(engine), gallery.index.ids()) == before
     assert_index_equals_database(gallery)
 

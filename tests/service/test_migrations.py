@@ -54,7 +54,7 @@ def test_migrated_schema_matches_the_orm(database_url):
 
 def test_replicas_migrating_at_once_do_not_collide(blank_database_url):
     """Three processes (replicas starting together) and three threads migrate one database."""
-    start_at = str(time.time() + 4)  # the processes import first, then start together
+    start_at = str(time.time() + 3)  # the processes import first, then start together
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", MIGRATE_AT, blank_database_url, start_at], cwd=REPO, stderr=subprocess.PIPE
