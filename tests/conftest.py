@@ -42,7 +42,7 @@ def postgres_unavailable() -> str | None:
         engine.dispose()
     except Exception as exc:  # any failure to connect means: skip, with the reason
         return (
-            f"PostgreSQL not reachable at {POSTGRES_URL} ({type(exc).__name__}: {str(exc).strip()[:200]}); "
+            f"PostgreSQL not reachable at {POSTGRES_URL} ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
             "start it or set FACEGATE_TEST_POSTGRES_URL"
         )
     return None

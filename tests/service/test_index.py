@@ -75,6 +75,18 @@ def test_search_validates_queries():
         index.search(np.ones(4, np.float32), 0)
     with pytest.raises(ValueError):
         FaceIndex(0)
+    with pytest.raises(ValueError):
+        FaceIndex(4, threads=-1)
+
+
+def test_search_answers_the_same_on_one_thread_and_on_faiss_default():
+    rng = np.random.default_rng(3)
+    vectors = units(rng, 500, 16)
+    one, default = FaceIndex(16, threads=1), FaceIndex(16, threads=0)
+    one.add(range(500), vectors)
+    default.add(range(500), vectors)
+    a, b = one.search(vectors[:30], 7), default.search(vectors[:30], 7)
+    assert np.array_equal(a[1], b[1]) and np.allclose(a[0], b[0], atol=1e-6)
 
 
 def test_rebuild_replaces_everything_and_a_failed_rebuild_changes_nothing():
