@@ -118,7 +118,7 @@ class Recognizer:
                         name=hit.name,
                         score=round(hit.score, 4),
                     )
-        record, replaced = self.gallery.enroll(
+        record = self.gallery.enroll(
             person_id=opts.person_id,
             name=opts.name,
             crop_png=_png(face.crop),
@@ -132,6 +132,7 @@ class Recognizer:
             embedding=face.embedding,
             replace=opts.replace,
         )
+        replaced = record.replaced
         action = "replace" if replaced else "enroll"
         audit(
             self.gallery.session_factory,
