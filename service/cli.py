@@ -144,5 +144,54 @@ def enroll_dir(
         raise typer.Exit(code=1)
 
 
+@app.command()
+def calibrate(
+    directory: Annotated[
+        Path,
+        typer.Argument(exists=True, file_okay=False, help="DIR/<identity>/<photo> (+ optional pairs.csv)"),
+    ],
+    models_dir: Annotated[
+        Path | None, typer.Option(help="models folder (default FACEGATE_MODELS_DIR)")
+    ] = None,
+    target_far: Annotated[
+        float | None,
+        typer.Option(help="false-accept rate of the reported threshold (default FACEGATE_TARGET_FAR)"),
+    ] = None,
+) -> None:
+    """Calibrate the active model on a labelled folder; publish the result as a new model version."""
+    import json
+
+    from service.errors import FaceGateError
+    from service.model_registry import startup_entry
+    from service.org_calibration import calibrate_and_publish, read_folder
+    from service.pipeline.detect import FaceDetector
+    from service.pipeline.embed import Embedder
+    from service.pipeline.pipeline import FacePipeline
+
+    logging.basicConfig(level=logging.WARNING)
+    settings = get_settings()
+    models = models_dir or settings.models_dir
+    try:
+        entry = startup_entry(models, settings.model)
+        detector = FaceDetector(
+            models, min_face_size=settings.min_face_size, max_side=settings.detect_max_side
+        )
+        pipeline = FacePipeline(detector, Embedder(entry.folder), settings.max_image_pixels)
+        report = calibrate_and_publish(
+            pipeline, entry, read_folder(directory), models, target_far or settings.target_far
+        )
+    except FaceGateError as exc:
+        console.print(f"[red]calibration refused:[/red] {exc.detail}")
+        raise typer.Exit(code=1) from exc
+    typer.echo(json.dumps(report, indent=2, default=str))
+    console.print(
+        f"published model version {report['version']} (based on {report['based_on']}): at target FAR "
+        f"{report['target_far']:g} the threshold gives FAR {report['far']:.4g} and FRR {report['frr']:.4g} on "
+        f"this data. Activate it with POST /admin/models/{report['version']}/activate "
+        "(or let FACEGATE_WATCH_MODELS pick it up).",
+        highlight=False,
+    )
+
+
 if __name__ == "__main__":
     app()

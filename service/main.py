@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from service import __version__, problems
 from service.intake import BodyLimitMiddleware
 from service.metrics import Metrics, MetricsMiddleware
-from service.routes import keys, people, recognition, system
+from service.routes import admin, keys, people, recognition, system
 from service.routes.console import mount_console
 from service.settings import Settings, get_settings
 from service.state import build_state
@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.facegate = None
     problems.install(app)
-    for router in (recognition.router, people.router, keys.router, system.router):
+    for router in (recognition.router, people.router, keys.router, system.router, admin.router):
         app.include_router(router)
     mount_console(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)

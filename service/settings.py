@@ -21,8 +21,16 @@ class Settings(BaseSettings):
 
     # models
     models_dir: Path = Field(DEFAULT_MODELS_DIR, description="Folder holding mtcnn/ and the embedding models")
-    model: str = Field("default", description="Name of the embedding model folder inside models_dir")
+    model: str = Field(
+        "default",
+        description="Embedding model folder inside models_dir to start on, unless models_dir/active.json "
+        "names the version activated last",
+    )
     execution_provider: str = Field("auto", description="onnxruntime provider: auto, cpu or cuda")
+    watch_models: bool = Field(
+        False, description="Adopt newly published model versions (and active.json changes) automatically"
+    )
+    watch_interval: float = Field(5.0, gt=0, description="Seconds between scans of models_dir when watching")
     intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads per session (0: library default)")
 
     # image intake
@@ -57,6 +65,11 @@ class Settings(BaseSettings):
         0.05, ge=0, le=1, description="Score gap under which two matches are ambiguous"
     )
     top_k: int = Field(5, ge=1, le=100, description="Default number of /identify candidates")
+
+    # replicas
+    sync_interval: float = Field(
+        0.5, ge=0, description="Seconds between reads of the change log written by other replicas (0: off)"
+    )
 
     # auth
     admin_key: str | None = Field(None, description="Admin API key ensured at start (compose, scripts)")

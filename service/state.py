@@ -11,14 +11,12 @@ from sqlalchemy.orm import sessionmaker
 
 from service.auth import KeyStore
 from service.gallery.db import make_engine, migrate, session_factory
-from service.gallery.gallery import Gallery
-from service.index import FaceIndex
+from service.lifecycle import ModelLifecycle
 from service.metrics import Metrics
 from service.pipeline.detect import FaceDetector
-from service.pipeline.embed import Embedder
-from service.pipeline.pipeline import FacePipeline
 from service.pipeline.runtime import choose_providers
 from service.recognition import Recognizer
+from service.replication import ChangeFeed, Replicator
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,7 +29,13 @@ class AppState:
     engine: Engine
     sessions: sessionmaker
     keys: KeyStore
-    recognizer: Recognizer
+    lifecycle: ModelLifecycle
+    replicator: Replicator
+
+    @property
+    def recognizer(self) -> Recognizer:
+        """The model version answering now; a swap replaces it in one assignment."""
+        return self.lifecycle.current
 
     def database_ok(self) -> bool:
         try:
@@ -43,6 +47,8 @@ class AppState:
             return False
 
     def close(self) -> None:
+        self.replicator.stop()
+        self.lifecycle.close()
         self.engine.dispose()
 
 
@@ -70,20 +76,16 @@ def build_state(settings: Settings, metrics: Metrics) -> AppState:
             f"\nFaceGate created an admin API key (shown once, store it now):\n\n    {created}\n", flush=True
         )
     providers = choose_providers(settings.execution_provider)
-    model_dir = settings.models_dir / settings.model
-    embedder = Embedder(model_dir, providers, settings.intra_op_threads)
     detector = FaceDetector(
         settings.models_dir,
         min_face_size=settings.min_face_size,
         max_side=settings.detect_max_side,
         providers=providers,
     )
-    log.info("model %s %s on %s", embedder.card.name, embedder.version, embedder.providers)
-    index = FaceIndex(embedder.card.embedding_dim)
-    gallery = Gallery(sessions, index, embedder.version)
-    loaded = gallery.load()
-    metrics.gallery_size.set(gallery.size())
-    log.info("gallery: %d embeddings indexed for model %s", loaded, embedder.version)
-    pipeline = FacePipeline(detector, embedder, settings.max_image_pixels)
-    recognizer = Recognizer(pipeline, gallery, settings, metrics)
-    return AppState(settings, metrics, engine, sessions, keys, recognizer)
+    feed = ChangeFeed(sessions)
+    position = feed.position()  # before loading: later changes are replayed (refresh is idempotent)
+    lifecycle = ModelLifecycle(settings, metrics, sessions, detector, providers, feed)
+    lifecycle.start()
+    replicator = Replicator(feed, lifecycle.apply_changes, settings.sync_interval, position)
+    replicator.start()
+    return AppState(settings, metrics, engine, sessions, keys, lifecycle, replicator)

@@ -1,0 +1,206 @@
+"""A gallery that follows changes made elsewhere and can adopt a new model version.
+
+``SyncedGallery`` adds to ``Gallery``:
+
+* ``refresh(person_ids)``: bring the index in step with the database for these people, after
+  another replica, another model version's gallery or a CLI changed them. A person gone from the
+  database leaves the index; a changed embedding is re-indexed; a person whose reference crop has
+  no embedding for this version yet is embedded from the crop (``reembed``, the model's
+  ``CropEmbedder``) and the embedding stored, tagged with the version.
+* ``backfill()``: the same for every stored crop lacking an embedding for this version (a model
+  version being adopted embeds the whole gallery this way, in the background).
+* listeners, told of each enrolment and deletion made through this gallery after its commit
+  (the model lifecycle uses them to keep a version being adopted in step without waiting).
+* the crop's alignment (size and template of this model) stored in the crop's meta at
+  enrolment, so that another model can realign the crop (``service.crop_embed``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.crop_embed import StoredCrop
+from service.gallery.db import write_session
+from service.gallery.gallery import Gallery
+from service.gallery.tables import Embedding, Person, ReferenceCrop
+from service.index import FaceIndex
+
+log = logging.getLogger(__name__)
+
+CropEmbed = Callable[[list[StoredCrop]], np.ndarray]
+Listener = Callable[[str, "SyncedGallery"], None]
+
+
+@dataclass(frozen=True)
+class PersonState:
+    """What the database holds about one person for one model version."""
+
+    person_id: str
+    name: str
+    embedding: tuple[int, np.ndarray] | None  # (embedding id, vector)
+    crop: StoredCrop | None
+
+
+def person_states(s: Session, version: str, person_ids: list[str]) -> dict[str, PersonState]:
+    """The people among ``person_ids`` that exist, with their embedding for ``version`` and crop."""
+    people = s.execute(
+        select(Person.id, Person.person_id, Person.name).where(Person.person_id.in_(person_ids))
+    ).all()
+    pks = [p.id for p in people]
+    embeddings: dict[int, tuple[int, np.ndarray]] = {}
+    for row in s.execute(
+        select(Embedding.id, Embedding.person_pk, Embedding.vector)
+        .where(Embedding.person_pk.in_(pks), Embedding.model_version == version)
+        .order_by(Embedding.id.desc())
+    ):
+        embeddings[row.person_pk] = (int(row.id), np.frombuffer(row.vector, np.float32).copy())
+    crops = {
+        row.person_pk: StoredCrop(row.image_png, dict(row.meta or {}))
+        for row in s.execute(
+            select(ReferenceCrop.person_pk, ReferenceCrop.image_png, ReferenceCrop.meta).where(
+                ReferenceCrop.person_pk.in_(pks)
+            )
+        )
+    }
+    return {
+        p.person_id: PersonState(p.person_id, p.name, embeddings.get(p.id), crops.get(p.id)) for p in people
+    }
+
+
+def people_without_embedding(s: Session, version: str) -> list[str]:
+    """Person ids with a reference crop but no embedding for ``version``."""
+    have = select(Embedding.person_pk).where(Embedding.model_version == version)
+    stmt = (
+        select(Person.person_id)
+        .join(ReferenceCrop, ReferenceCrop.person_pk == Person.id)
+        .where(Person.id.not_in(have))
+        .order_by(Person.id)
+    )
+    return list(s.scalars(stmt))
+
+
+class SyncedGallery(Gallery):
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        index: FaceIndex,
+        model_version: str,
+        reembed: CropEmbed | None = None,
+        alignment: dict | None = None,
+    ) -> None:
+        super().__init__(session_factory, index, model_version)
+        self.reembed = reembed
+        self.alignment = alignment
+        self._listeners: list[Listener] = []
+
+    # ---- writes made here: remember the crop's alignment, tell the listeners ----
+
+    def enroll(self, *args: Any, **kwargs: Any):
+        if self.alignment and isinstance(kwargs.get("face_meta"), dict):
+            kwargs["face_meta"] = {**kwargs["face_meta"], "alignment": self.alignment}
+        result = super().enroll(*args, **kwargs)
+        record = result[0] if isinstance(result, tuple) else result
+        self._notify(record.person_id)
+        return result
+
+    def delete(self, person_id: str) -> None:
+        super().delete(person_id)
+        self._notify(person_id)
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def _notify(self, person_id: str) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(person_id, self)
+            except Exception:  # the write has committed: a listener's failure must not undo the answer
+                log.exception("gallery listener failed for %s", person_id)
+
+    # ---- changes made elsewhere ----
+
+    def refresh(self, person_ids: Iterable[str]) -> int:
+        """Bring the index in step with the database for these people; returns embeddings stored."""
+        pids = sorted(set(person_ids))
+        if not pids:
+            return 0
+        stored = 0
+        with self._write:
+            with self.session_factory() as s:
+                states = person_states(s, self.model_version, pids)
+            missing = [st for st in states.values() if st.embedding is None and st.crop is not None]
+            if missing and self.reembed is not None:
+                vectors = self.reembed([st.crop for st in missing if st.crop is not None])
+                stored = sum(self._store(st.person_id, v) for st, v in zip(missing, vectors))
+                with self.session_factory() as s:
+                    states = person_states(s, self.model_version, pids)
+            for pid in pids:
+                self._reconcile(pid, states.get(pid))
+        return stored
+
+    def _store(self, person_id: str, vector: np.ndarray) -> bool:
+        """Store ``person_id``'s embedding for this version unless the person is gone or has one."""
+        for attempt in range(3):
+            try:
+                with write_session(self.session_factory) as s:
+                    pk = s.scalar(select(Person.id).where(Person.person_id == person_id))
+                    if pk is None:
+                        return False
+                    exists = s.scalar(
+                        select(Embedding.id).where(
+                            Embedding.person_pk == pk, Embedding.model_version == self.model_version
+                        )
+                    )
+                    if exists is not None:
+                        return False
+                    vec = np.asarray(vector, np.float32).tobytes()
+                    s.add(Embedding(person_pk=pk, model_version=self.model_version, vector=vec))
+                    s.commit()
+                    return True
+            except IntegrityError:  # stored by another replica meanwhile, or the person was deleted
+                return False
+            except OperationalError:
+                log.warning(
+                    "storing %s's embedding failed (attempt %d)", person_id, attempt + 1, exc_info=True
+                )
+        return False
+
+    def _reconcile(self, pid: str, state: PersonState | None) -> None:
+        current = self._by_person.get(pid)
+        wanted = state.embedding if state is not None else None
+        if wanted is not None and current == wanted[0]:
+            self._by_id[current] = (pid, state.name if state else pid)
+            return
+        if current is not None:
+            self.index.remove([current])
+            self._by_id.pop(current, None)
+            self._by_person.pop(pid, None)
+        if wanted is not None and state is not None:
+            eid, vector = wanted
+            self.index.add([eid], vector[None, :])
+            self._by_id[eid] = (pid, state.name)
+            self._by_person[pid] = eid
+
+    def backfill(self, batch: int = 64, progress: Callable[[int, int], None] | None = None) -> int:
+        """Embed every stored crop lacking an embedding for this version; returns how many were stored."""
+        if self.reembed is None:
+            return 0
+        with self.session_factory() as s:
+            todo = people_without_embedding(s, self.model_version)
+        stored = 0
+        for i in range(0, len(todo), batch):
+            chunk = todo[i : i + batch]
+            stored += self.refresh(chunk)
+            if progress is not None:
+                progress(i + len(chunk), len(todo))
+        if todo:
+            log.info("model %s: %d stored crops embedded", self.model_version, stored)
+        return stored

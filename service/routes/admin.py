@@ -1,0 +1,89 @@
+"""Admin: model versions (list, activate / roll back) and calibration on the organisation's photos."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Path, Query, UploadFile
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from service.deps import AdminCaller, StateDep
+from service.gallery.audit import record as audit
+from service.org_calibration import calibrate_and_publish, read_zip
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+Version = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$", description="a model version")]
+
+
+@router.get("/models")
+def list_models(state: StateDep, caller: AdminCaller) -> dict:
+    """Published model versions in the models folder, the active one, and the last swap."""
+    return state.lifecycle.versions()
+
+
+@router.post("/models/{version}/activate", status_code=202)
+async def activate_model(
+    version: Version,
+    state: StateDep,
+    caller: AdminCaller,
+    wait: Annotated[bool, Query(description="answer when the swap has finished")] = False,
+    timeout: Annotated[float, Query(gt=0, le=3600, description="longest wait, in seconds")] = 600.0,
+) -> JSONResponse:
+    """Adopt ``version`` (also to roll back): the gallery is re-embedded in the background while
+    the current model keeps answering, then the service switches at once. 202 with the swap's
+    state; with ``wait=true``, 200 once it is done (or failed)."""
+    job = state.lifecycle.activate(version)
+    audit(
+        state.sessions,
+        "model_activate",
+        caller.key_id,
+        caller.key_name,
+        None,
+        job.state,
+        None,
+        version,
+        {"previous": job.previous},
+    )
+    if wait:
+        await run_in_threadpool(job.done.wait, timeout)
+    status = 200 if job.done.is_set() else 202
+    return JSONResponse(job.to_dict(), status_code=status)
+
+
+@router.post("/calibrate", status_code=201)
+async def calibrate(
+    state: StateDep,
+    caller: AdminCaller,
+    archive: Annotated[UploadFile, File(description="zip of <identity>/<photo> (+ optional pairs.csv)")],
+    target_far: Annotated[float | None, Form(gt=0, lt=1, description="default: FACEGATE_TARGET_FAR")] = None,
+    activate: Annotated[bool, Form(description="activate the new version when published")] = False,
+) -> dict:
+    """Calibrate the model in use on the organisation's labelled photos and publish the result as a
+    new model version (same ONNX file, new card). Reports FAR and FRR at the new threshold."""
+    data = await archive.read()
+    labelled = read_zip(data)
+    rec, entry = state.lifecycle.current_with_entry()
+    report = await run_in_threadpool(
+        calibrate_and_publish,
+        rec.pipeline,
+        entry,
+        labelled,
+        state.settings.models_dir,
+        target_far or state.settings.target_far,
+    )
+    audit(
+        state.sessions,
+        "calibrate",
+        caller.key_id,
+        caller.key_name,
+        None,
+        "ok",
+        None,
+        report["version"],
+        {"based_on": report["based_on"], "far": report["far"], "frr": report["frr"]},
+    )
+    if activate:
+        report["activation"] = state.lifecycle.activate(report["version"]).to_dict()
+    return report

@@ -1,0 +1,71 @@
+"""Helpers for the model-lifecycle tests: a private models folder, extra versions, apps on one database."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.main import create_app
+from service.model_card import ModelCard, load_card, write_card
+from service.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+ADMIN_KEY = "fg_test_admin_key_0123456789abcdef0123456789"
+
+
+def private_models(tmp: Path) -> Path:
+    """``tmp/models`` with the shipped detector and default model (files linked, not copied), so a
+    test may publish versions and write active.json without touching the repository."""
+    shipped = Path(os.environ.get("FACEGATE_TEST_SHIPPED_MODELS", REPO / "models"))
+    if not (shipped / "default" / "model.json").is_file() or not (shipped / "mtcnn" / "onet.onnx").is_file():
+        pytest.skip("the shipped models (models/default with model.json, models/mtcnn) are missing")
+    models = tmp / "models"
+    (models / "default").mkdir(parents=True)
+    (models / "mtcnn").symlink_to(shipped / "mtcnn", target_is_directory=True)
+    card = load_card(shipped / "default")
+    (models / "default" / card.file).symlink_to(shipped / "default" / card.file)
+    shutil.copy(shipped / "default" / "model.json", models / "default" / "model.json")
+    return models
+
+
+def add_version(models: Path, version: str, minutes: int = 1, **fields) -> ModelCard:
+    """A version sharing the default ONNX file, published ``minutes`` from now, ``fields`` replaced."""
+    base = load_card(models / "default")
+    folder = models / version
+    folder.mkdir()
+    (folder / base.file).symlink_to((models / "default" / base.file).resolve())
+    published = datetime.now(timezone.utc) + timedelta(minutes=minutes)
+    data = {
+        **base.model_dump(mode="json"),
+        "version": version,
+        "published_at": published.isoformat(),
+        **fields,
+    }
+    card = ModelCard.model_validate(data)
+    write_card(card, folder)
+    return card
+
+
+def start_client(database_url: str, tmp: Path, models: Path, **overrides) -> TestClient:
+    settings = Settings(
+        database_url=database_url,
+        data_dir=tmp / "var",
+        admin_key=ADMIN_KEY,
+        models_dir=models,
+        **overrides,
+    )
+    client = TestClient(create_app(settings), raise_server_exceptions=False)
+    client.__enter__()
+    client.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+    return client
+
+
+def active_version(models: Path) -> str | None:
+    path = models / "active.json"
+    return json.loads(path.read_text())["version"] if path.is_file() else None
