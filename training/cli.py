@@ -5,6 +5,8 @@
     facegate-train train training/configs/triplet_scheduled.toml --set train.seed=1
     torchrun --nproc_per_node=2 -m training.cli train training/configs/base.toml   # DDP
     facegate-train export runs/triplet_scheduled models/mine --name mine --version 1
+    facegate-train retrain --models-dir models --extra photos/   # fine-tune on the gallery, gate, publish
+    torchrun --nproc_per_node=2 -m training.cli retrain --models-dir models   # the same, with DDP
 """
 
 from __future__ import annotations
@@ -143,6 +145,82 @@ def export_cmd(
         min_tail=min_tail,
     )
     typer.echo(f"wrote {out / 'model.onnx'} and {card}")
+
+
+@app.command()
+def retrain(
+    models_dir: Annotated[
+        Path, typer.Option(envvar="FACEGATE_MODELS_DIR", help="the service's models folder")
+    ] = (REPO_ROOT / "models"),
+    database_url: Annotated[
+        str, typer.Option(envvar="FACEGATE_DATABASE_URL", help="the service's database (the gallery)")
+    ] = "sqlite:///./var/facegate.db",
+    model: Annotated[
+        str,
+        typer.Option(
+            envvar="FACEGATE_MODEL", help="model folder in use when models_dir/active.json is absent"
+        ),
+    ] = "default",
+    extra: Annotated[
+        list[Path] | None, typer.Option(help="extra labelled photos <identity>/<photo> (repeatable)")
+    ] = None,
+    data_dir: DataDir = REPO_ROOT.parent / "shared" / "data",
+    lfw: Annotated[
+        bool, typer.Option(help="also gate on LFW View 1 test pairs when data_dir has them")
+    ] = True,
+    loss: Annotated[str, typer.Option(help="triplet (with the margin scheduler) or circle")] = "triplet",
+    epochs: int = 5,
+    lr: float = 1e-4,
+    held_out: Annotated[float, typer.Option(help="share of the people held out for the gate")] = 0.2,
+    tolerance: Annotated[
+        float, typer.Option(help="largest regression of any metric that still publishes")
+    ] = 0.01,
+    seed: int = 0,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="training config override (repeatable)")
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option(help="version of the new model (default <parent>-ft.<UTC>)")
+    ] = None,
+    dlib_dat: Annotated[
+        Path | None, typer.Option(envvar="FACEGATE_DLIB_MODEL", help="dlib's .dat file")
+    ] = None,
+    work_dir: Annotated[
+        Path | None, typer.Option(help="scratch folder (default models_dir/.retrain-work)")
+    ] = None,
+    device: str = "auto",
+    min_people: int = 8,
+    verbose: bool = False,
+) -> None:
+    """Fine-tune the model in use on the gallery (+ extra folders); publish a new version only when
+    nothing regresses. Exit code 0 published, 3 refused by the gate, 2 nothing to train on."""
+    _logging(verbose)
+    from training.retrain import RetrainOptions, run
+
+    opts = RetrainOptions(
+        models_dir=models_dir,
+        database_url=database_url,
+        model=model,
+        extra=tuple(extra or ()),
+        data_dir=data_dir,
+        lfw=lfw,
+        work_dir=work_dir,
+        loss=loss,
+        epochs=epochs,
+        lr=lr,
+        held_out=held_out,
+        tolerance=tolerance,
+        seed=seed,
+        overrides=tuple(set_ or ()),
+        version=version,
+        dlib_dat=dlib_dat,
+        device=device,
+        min_people=min_people,
+    )
+    result = run(opts)
+    typer.echo(json.dumps({"status": result.status, "version": result.version, "reasons": result.reasons,
+                           "report": str(result.report) if result.report else None}, indent=2))  # fmt: skip
+    raise typer.Exit(code=result.exit_code)
 
 
 # ---------------------------------------------------------------------------------------------
