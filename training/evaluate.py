@@ -33,6 +33,10 @@ FALLBACK_NOTE = (
     "images where MTCNN finds no face are aligned from fixed centred landmarks (the mean MTCNN landmarks "
     "over LFW deep-funneled images, as fractions of the image size: {pts}) and still scored"
 )
+FACE_NOTE = {
+    "largest": "largest face (the service's policy)",
+    "centre": "face nearest the image centre (the labelled subject)",
+}
 NONE_NOTE = "pairs with an image where MTCNN finds no face are left out"
 
 
@@ -84,7 +88,7 @@ def evaluate_pairs(
             "score": "cosine similarity",
             "pipeline": (
                 f"service decode -> MTCNN (min face {config.min_face_size} px, max side {config.max_side}) "
-                f"-> largest face -> similarity alignment to the card's template "
+                f"-> {FACE_NOTE[config.face_choice]} -> similarity alignment to the card's template "
                 f"({card.alignment.size[0]}x{card.alignment.size[1]}) -> ONNX embedding"
             ),
             "images": len(emb.keys),

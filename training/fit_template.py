@@ -164,8 +164,38 @@ def warp_check(image_root: Path, samples: list[Sample], size: int, padding: floa
     return float(np.mean(diffs))
 
 
+def embedding_agreement(
+    image_root: Path, samples: list[Sample], template: np.ndarray, onnx_path: Path, size: int, padding: float
+) -> dict[str, float]:
+    """Cosine between the model's embedding of FaceGate's crop (MTCNN + template) and of dlib's chip."""
+    import dlib
+
+    from service.pipeline.runtime import make_session
+
+    session = make_session(onnx_path)
+    cos = []
+    for s in samples:
+        rgb = decode_image((image_root / s.key).read_bytes(), 40_000_000)
+        rect = dlib.rectangle(0, 0, rgb.shape[1] - 1, rgb.shape[0] - 1)
+        shape = dlib.full_object_detection(rect, [dlib.point(int(x), int(y)) for x, y in s.dlib])
+        crops = np.stack(
+            [align_face(rgb, s.mtcnn, template, (size, size)), dlib.get_face_chip(rgb, shape, size, padding)]
+        )
+        (emb,) = session.run(None, {"image": crops})
+        emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+        cos.append(float(emb[0] @ emb[1]))
+    c = np.array(cos)
+    return {"mean": round(float(c.mean()), 4), "p5": round(float(np.percentile(c, 5)), 4), "n": len(c)}
+
+
 def fit_template(
-    data_dir: Path, models_dir: Path, size: int = 150, padding: float = 0.25, seed: int = 0
+    data_dir: Path,
+    models_dir: Path,
+    size: int = 150,
+    padding: float = 0.25,
+    seed: int = 0,
+    onnx_path: Path | None = None,
+    compare: dict[str, np.ndarray] | None = None,
 ) -> dict[str, object]:
     """Fit on half of the LFW images of people outside View 2; measure on the other half."""
     root = data_dir / "lfw" / "images"
@@ -178,7 +208,7 @@ def fit_template(
     template = trimmed_mean(np.stack([apply(s.to_chip, s.mtcnn) for s in fit_set]))
     shapes = [decode_image((root / s.key).read_bytes(), 40_000_000).shape for s in samples[:200]]
     centred = np.mean([s.mtcnn / [sh[1], sh[0]] for s, sh in zip(samples[:200], shapes, strict=True)], axis=0)
-    return {
+    result: dict[str, object] = {
         "template": np.round(template, 4).tolist(),
         "size": [size, size],
         "dlib_padding": padding,
@@ -190,6 +220,13 @@ def fit_template(
         "warp_check_mean_abs_grey_levels": round(warp_check(root, samples[:100], size, padding), 3),
         "mean_mtcnn_landmarks_normalised": np.round(centred, 4).tolist(),
     }
+    if onnx_path is not None:
+        others = {"fitted": template, **(compare or {})}
+        result["embedding_cosine_vs_dlib_chip_held_out"] = {
+            name: embedding_agreement(root, held_out, np.asarray(t, np.float64), onnx_path, size, padding)
+            for name, t in others.items()
+        }
+    return result
 
 
 def main() -> None:
@@ -197,9 +234,17 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("FACEGATE_DATA", "../shared/data")))
     ap.add_argument("--models-dir", type=Path, default=Path("models"))
     ap.add_argument("--out", type=Path, required=True, help="JSON file for the template and its measurements")
+    ap.add_argument(
+        "--onnx", type=Path, help="also compare embeddings of our crops and dlib's chips (held out)"
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    result = fit_template(args.data, args.models_dir)
+    compare = None
+    if args.onnx is not None:
+        from training.backbones.dlib_resnet import DLIB_CHIP_TEMPLATE_150
+
+        compare = {"dlib_68_point_mean_face": np.asarray(DLIB_CHIP_TEMPLATE_150)}
+    result = fit_template(args.data, args.models_dir, onnx_path=args.onnx, compare=compare)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 # Mean MTCNN landmarks (x / width, y / height) over the LFW deep-funneled images with a face;
 # measured with ``training.fit_template`` (see models/default/TEMPLATE.md).
 CENTRED_LANDMARKS = np.array(
-    [[0.4156, 0.4631], [0.5858, 0.4629], [0.5008, 0.5640], [0.4297, 0.6473], [0.5735, 0.6472]],
+    [[0.4222, 0.4527], [0.5901, 0.4503], [0.5062, 0.5493], [0.4323, 0.6352], [0.5828, 0.6334]],
     dtype=np.float64,
 )
 
@@ -47,18 +47,21 @@ class PipelineConfig:
     max_side: int = 640
     max_pixels: int = 40_000_000
     fallback: str = "centred"  # "centred" (see module doc) or "none" (the image has no embedding)
+    face_choice: str = "largest"  # "largest" (the service's policy) or "centre" (nearest the image centre)
     batch_size: int = 64
     threads: int = 0
 
     def __post_init__(self) -> None:
         if self.fallback not in ("centred", "none"):
             raise ValueError(f"unknown fallback {self.fallback!r}; valid: centred, none")
+        if self.face_choice not in ("largest", "centre"):
+            raise ValueError(f"unknown face_choice {self.face_choice!r}; valid: largest, centre")
 
 
 @dataclass(frozen=True)
 class Detections:
     keys: list[str]
-    landmarks: np.ndarray  # (n, 5, 2) float32, the fallback's points where no face was found
+    landmarks: np.ndarray  # (n, 5, 2) float32, NaN where no face was found
     found: np.ndarray  # (n,) bool
 
 
@@ -111,48 +114,59 @@ def detector_tag(models_dir: Path, config: PipelineConfig) -> dict:
     }
 
 
+MAX_FACES = 4  # faces kept per image in the detection cache, largest first
+
+
 def detect_images(
     image_root: Path, keys: Sequence[str], models_dir: Path, cache_dir: Path, config: PipelineConfig
 ) -> Detections:
-    """Largest-face MTCNN landmarks for each image, cached per image root and detector setting."""
+    """MTCNN landmarks of the chosen face (``config.face_choice``) of each image.
+
+    The cache (per image root and detector setting) keeps up to ``MAX_FACES`` faces per image, so
+    either choice reads it without detecting again.
+    """
     from service.pipeline.detect import FaceDetector
 
     tag = detector_tag(models_dir, config)
-    path = cache_dir / f"detections-{_digest([str(image_root.resolve()), tag])}.npz"
+    path = cache_dir / f"detections-v2-{_digest([str(image_root.resolve()), tag])}.npz"
     cached = _load_npz(path)
     known = {str(k): i for i, k in enumerate(cached.get("keys", np.array([], dtype=str)))}
     todo = [k for k in dict.fromkeys(keys) if k not in known]
-    new_keys: list[str] = []
-    new_lm: list[np.ndarray] = []
-    new_found: list[bool] = []
+    rows: dict[str, list[np.ndarray]] = {"keys": [], "boxes": [], "landmarks": [], "sizes": []}
     if todo:
         detector = FaceDetector(models_dir, min_face_size=config.min_face_size, max_side=config.max_side)
         log.info("detecting faces in %d images under %s", len(todo), image_root)
         for n, key in enumerate(todo, 1):
             rgb = read_rgb(image_root / key, config.max_pixels)
-            faces = detector.detect(rgb)
-            found = bool(faces)
-            lm = faces[0].landmarks if found else centred_landmarks(rgb.shape[1], rgb.shape[0])
-            new_keys.append(key)
-            new_lm.append(np.asarray(lm, dtype=np.float32))
-            new_found.append(found)
+            faces = detector.detect(rgb)[:MAX_FACES]
+            boxes = np.full((MAX_FACES, 5), np.nan, np.float32)
+            marks = np.full((MAX_FACES, 5, 2), np.nan, np.float32)
+            for j, f in enumerate(faces):
+                boxes[j] = [*f.box, f.score]
+                marks[j] = f.landmarks
+            for name, value in (
+                ("keys", key),
+                ("boxes", boxes),
+                ("landmarks", marks),
+                ("sizes", rgb.shape[:2]),
+            ):
+                rows[name].append(np.asarray(value))
             if n % 500 == 0 or n == len(todo):
                 log.info("detected %d/%d", n, len(todo))
-                cached = _merge(cached, new_keys, new_lm, new_found)
-                new_keys, new_lm, new_found = [], [], []
+                add = {k: np.stack(v) for k, v in rows.items()}
+                cached = add if not cached else {k: np.concatenate([cached[k], add[k]]) for k in add}
+                rows = {k: [] for k in rows}
                 _save_npz(path, **cached)
         known = {str(k): i for i, k in enumerate(cached["keys"])}
-    idx = [known[k] for k in keys]
-    return Detections(list(keys), cached["landmarks"][idx], cached["found"][idx].astype(bool))
-
-
-def _merge(cached: dict[str, np.ndarray], keys: list[str], lm: list[np.ndarray], found: list[bool]) -> dict:
-    if not keys:
-        return cached
-    add = {"keys": np.array(keys), "landmarks": np.stack(lm), "found": np.array(found)}
-    if not cached:
-        return add
-    return {k: np.concatenate([cached[k], add[k]]) for k in add}
+    idx = np.array([known[k] for k in keys], dtype=np.int64)
+    boxes, marks, sizes = cached["boxes"][idx], cached["landmarks"][idx], cached["sizes"][idx]
+    found = np.isfinite(boxes[:, 0, 0])
+    pick = np.zeros(len(idx), dtype=np.int64)
+    if config.face_choice == "centre":
+        centres = (boxes[:, :, :2] + boxes[:, :, 2:4]) / 2
+        dist = np.linalg.norm(centres - sizes[:, None, ::-1] / 2, axis=2)
+        pick = np.argmin(np.where(np.isfinite(dist), dist, np.inf), axis=1)
+    return Detections(list(keys), marks[np.arange(len(idx)), pick], found)
 
 
 def embed_images(
@@ -174,6 +188,8 @@ def embed_images(
         detector_tag(models_dir, config),
         card.sha256,
         card.alignment.model_dump(),
+        CENTRED_LANDMARKS.tolist(),
+        config.face_choice,
     ]
     path = cache_dir / f"embeddings-{_digest(tag)}.npz"
     cached = _load_npz(path)
@@ -186,12 +202,11 @@ def embed_images(
         log.info("embedding %d images with %s %s", len(todo), card.name, card.version)
         for start in range(0, len(todo), config.batch_size):
             chunk = todo[start : start + config.batch_size]
+            rgbs = [read_rgb(image_root / keys[i], config.max_pixels) for i in chunk]
             crops = np.stack(
                 [
-                    align_face(
-                        read_rgb(image_root / keys[i], config.max_pixels), det.landmarks[i], template, size
-                    )
-                    for i in chunk
+                    align_face(im, _points(det, i, im), template, size)
+                    for im, i in zip(rgbs, chunk, strict=True)
                 ]
             )
             emb = embedder.embed(crops)
@@ -205,6 +220,10 @@ def embed_images(
     if config.fallback == "none":
         emb[~det.found] = np.nan
     return EmbeddedImages(keys, emb, det.found)
+
+
+def _points(det: Detections, i: int, rgb: np.ndarray) -> np.ndarray:
+    return det.landmarks[i] if det.found[i] else centred_landmarks(rgb.shape[1], rgb.shape[0])
 
 
 def config_dict(config: PipelineConfig) -> dict:
