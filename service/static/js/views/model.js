@@ -7,8 +7,11 @@ import { calibrationPlot } from "./plot.js";
 
 const HIDDEN_EVAL = new Set(["pipeline_config"]);
 
+const ACRONYMS = new Set(["roc", "auc", "eer", "tar", "far", "frr", "fpir", "lfw", "onnx", "mtcnn", "sem", "std"]);
+
 function label(key) {
-  return key.replaceAll("_", " ").replace(/^./, (c) => c.toUpperCase());
+  const words = key.split("_").map((w) => (ACRONYMS.has(w.toLowerCase()) ? w.toUpperCase() : w));
+  return words.join(" ").replace(/^./, (c) => c.toUpperCase());
 }
 
 function value(v) {
@@ -67,9 +70,28 @@ function summary(card) {
     ]));
 }
 
+const pct = (v) => `${(v * 100).toFixed(2)} %`;
+
+/** The headline figures of a verification report, when the evaluation has them. */
+function headline(ev) {
+  const tiles = [];
+  if (typeof ev.accuracy_mean === "number") {
+    const sd = typeof ev.accuracy_std === "number" ? ` ± ${(ev.accuracy_std * 100).toFixed(2)}` : "";
+    tiles.push(["accuracy", `${(ev.accuracy_mean * 100).toFixed(2)}${sd} %`]);
+  }
+  for (const [far, v] of Object.entries(ev.tar_at_far || {})) {
+    const tar = typeof v === "number" ? v : v && v.tar;
+    if (typeof tar === "number") tiles.push([`accepted at FAR ${far}`, pct(tar)]);
+  }
+  if (typeof ev.eer === "number") tiles.push(["equal error rate", pct(ev.eer)]);
+  if (typeof ev.roc_auc === "number") tiles.push(["ROC AUC", ev.roc_auc.toFixed(4)]);
+  if (!tiles.length) return null;
+  return h("div", { class: "tiles" }, tiles.map(([k, v]) => h("div", { class: "tile" }, h("strong", {}, v), h("small", {}, k))));
+}
+
 function evaluation(ev) {
   const shown = Object.fromEntries(Object.entries(ev).filter(([k]) => !HIDDEN_EVAL.has(k)));
-  const sec = h("section", { class: "card" }, h("h2", {}, "Evaluation"));
+  const sec = h("section", { class: "card" }, h("h2", {}, "Evaluation"), headline(ev));
   if (!Object.keys(shown).length) sec.append(h("p", { class: "note" }, "The model card has no evaluation figures."));
   else sec.append(tree(shown));
   for (const k of HIDDEN_EVAL) {
