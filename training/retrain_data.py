@@ -79,12 +79,19 @@ def gallery_crops(database_url: str, card: ModelCard) -> Crops:
 
 def folder_crops(folder: Path, card: ModelCard, models_dir: Path, work: Path) -> tuple[Crops, dict]:
     """Detect and align a ``<identity>/<photo>`` folder for ``card``'s model; (crops, counts)."""
+    w, h = card.alignment.size
+    try:
+        records = list_images(folder)
+    except (FileNotFoundError, ValueError) as exc:  # an empty or absent mount: nothing to add
+        log.warning("extra folder %s skipped: %s", folder, exc)
+        empty = Crops(np.zeros((0, h, w, 3), np.uint8), np.zeros(0, str), [])
+        return empty, {"folder": str(folder), "photos": 0, "aligned": 0, "without_face": 0}
     opts = PrepareOptions(
         size=tuple(card.alignment.size),
         template=tuple(tuple(float(v) for v in p) for p in card.alignment.template),
         models_dir=models_dir,
     )
-    build_cache(list_images(folder), work, opts)
+    build_cache(records, work, opts)
     cache = FaceCache.open(work)
     ok = sorted((int(r["index"]), r["identity"], r["source"]) for r in cache.manifest if r["status"] == "ok")
     failed = [r for r in cache.manifest if r["status"] != "ok"]
