@@ -70,13 +70,17 @@ class FaceDetector:
         self._pnet, self._rnet, self._onet = (
             make_session(folder / name, providers, intra_op_threads) for name in NET_FILES
         )
+        log.info(
+            "MTCNN from %s: min_face_size=%d, max_side=%d, border=%s", folder, min_face_size, max_side, border
+        )
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         """Faces in ``rgb`` (H, W, 3 uint8), largest box first, in original-image pixels.
 
-        Coordinates are continuous with pixel ``i`` spanning ``[i, i + 1)``. Boxes are clipped to
-        the image; landmarks (5, 2) are left eye, right eye, nose, left and right mouth corner as
-        seen in the image.
+        Landmarks (5, 2) are left eye, right eye, nose, left and right mouth corner as seen in the
+        image. Coordinates are continuous (pixel ``i`` spans ``[i, i + 1)``): the landmarks are
+        facenet-pytorch's, the box is its box with x1, y1 lowered by 1 (it counts from 1), then
+        clipped to the image. Both are scaled back from the detection size to the original.
         """
         if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError("detect expects an (H, W, 3) uint8 RGB array")
@@ -124,6 +128,8 @@ class FaceDetector:
         if len(boxes) == 0:
             return none
         boxes, points = self._output(integral, boxes)
+        if len(boxes) == 0:
+            return none
         # Facenet-pytorch's 1-based boxes -> continuous pixel coordinates (its landmarks already are).
         boxes[:, :2] -= 1.0
         return boxes, points
@@ -148,6 +154,8 @@ class FaceDetector:
     def _refine(self, integral: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """Stage 2: RNet on 24x24 crops -> kept, regressed, squared boxes (N, 5)."""
         boxes, regions = self._with_regions(integral, boxes)
+        if len(boxes) == 0:
+            return boxes
         crops = ops.area_crops(integral, regions, 24)
         reg, prob = self._rnet.run(["reg", "prob"], {"image": crops})
         keep = prob > self.thresholds[1]
@@ -160,6 +168,8 @@ class FaceDetector:
     def _output(self, integral: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Stage 3: ONet on 48x48 crops -> final boxes (N, 5) and landmarks (N, 5, 2)."""
         boxes, regions = self._with_regions(integral, boxes)
+        if len(boxes) == 0:
+            return boxes, np.zeros((0, 5, 2), np.float32)
         crops = ops.area_crops(integral, regions, 48)
         reg, marks, prob = self._onet.run(["reg", "landmarks", "prob"], {"image": crops})
         keep = prob > self.thresholds[2]

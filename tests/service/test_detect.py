@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 from PIL import Image, ImageDraw
 
+from service.pipeline import mtcnn_ops as ops
 from service.pipeline.detect import FaceDetector
 from service.pipeline.face import Face
 
@@ -53,6 +54,35 @@ def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     inter = w * h
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union
+
+
+def slow_nms(boxes: np.ndarray, scores: np.ndarray, thr: float, mode: str, one: float) -> list[int]:
+    """The obvious O(n^2) greedy NMS, one pair at a time."""
+    kept: list[int] = []
+    for i in sorted(range(len(boxes)), key=lambda k: -scores[k]):
+        ok = True
+        for j in kept:
+            a, b = boxes[i], boxes[j]
+            w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]) + one)
+            h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]) + one)
+            area_a = (a[2] - a[0] + one) * (a[3] - a[1] + one)
+            area_b = (b[2] - b[0] + one) * (b[3] - b[1] + one)
+            denom = min(area_a, area_b) if mode == "min" else area_a + area_b - w * h
+            ok &= w * h / denom <= thr
+        if ok:
+            kept.append(i)
+    return kept
+
+
+@pytest.mark.parametrize("thr", [0.3, 0.5, 0.7])
+def test_nms_matches_the_pairwise_loop(thr: float) -> None:
+    rng = np.random.default_rng(11)
+    xy = rng.uniform(0, 100, (60, 2)).astype(np.float32)
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 40, (60, 2)).astype(np.float32)], axis=1)
+    scores = rng.permutation(60).astype(np.float32) / 60  # distinct: no ties to break
+    assert list(ops.nms(boxes, scores, thr)) == slow_nms(boxes, scores, thr, "union", 0.0)
+    assert list(ops.nms_min(boxes, scores, thr)) == slow_nms(boxes, scores, thr, "min", 1.0)
+    assert len(ops.nms(boxes[:0], scores[:0], thr)) == 0
 
 
 @pytest.mark.parametrize(

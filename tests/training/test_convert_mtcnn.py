@@ -16,6 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
+from service.pipeline import mtcnn_ops as ops
 from service.pipeline.detect import FaceDetector
 from training import convert_mtcnn as cm
 
@@ -179,3 +180,22 @@ def test_cascade_reproduces_facenet_pytorch_on_lfw(facenet_reference) -> None:
             assert abs(face.score - box[4]) < 1e-4
             compared += 1
     assert compared >= len(paths)
+
+
+def test_area_resampling_matches_torch_interpolate_area() -> None:
+    """The integral-image resampling equals facenet-pytorch's ``interpolate(mode="area")``."""
+    rng = np.random.default_rng(5)
+    rgb = rng.integers(0, 256, (53, 71, 3), dtype=np.uint8)
+    integral = ops.integral_image(rgb)
+    chw = torch.from_numpy(rgb).permute(2, 0, 1)[None].float()
+    for size in [(38, 51), (12, 12), (53, 71), (90, 20)]:
+        expected = torch.nn.functional.interpolate(chw, size=size, mode="area")[0].numpy()
+        np.testing.assert_allclose(ops.area_resize(integral, size), expected, rtol=1e-5, atol=1e-3)
+    regions = np.array([[5, 7, 40, 42], [-9, -4, 20, 25], [60, 40, 90, 70], [0, 0, 71, 53]])
+    padded = torch.zeros(1, 3, 53 + 40, 71 + 40)
+    padded[:, :, 20:73, 20:91] = chw
+    crops = ops.area_crops(integral, regions, 24)
+    for crop, (x0, y0, x1, y1) in zip(crops, regions, strict=True):
+        window = padded[:, :, y0 + 20 : y1 + 20, x0 + 20 : x1 + 20]
+        expected = torch.nn.functional.interpolate(window, size=(24, 24), mode="area")[0].numpy()
+        np.testing.assert_allclose(crop, expected, rtol=1e-5, atol=1e-3)
