@@ -75,13 +75,13 @@ def free_port() -> int:
 
 def run_server(settings: Settings, timeout_s: float = 180.0) -> Iterator[str]:
     """Serves the app (with the console, mounted here if main.py does not yet) on a free port."""
-    if (
-        not (settings.models_dir / settings.model / "model.json").is_file()
-        or not (settings.models_dir / "mtcnn" / "onet.onnx").is_file()
-    ):
-        pytest.skip(
-            f"the models are missing ({settings.models_dir}/{settings.model}, {settings.models_dir}/mtcnn)"
-        )
+    needed = [
+        settings.models_dir / settings.model / "model.json",
+        settings.models_dir / "mtcnn" / "onet.onnx",
+    ]
+    missing = [str(p) for p in needed if not p.is_file()]
+    if missing:
+        pytest.skip(f"the shipped models are missing: {', '.join(missing)}")
     app = create_app(settings)
     if not any(getattr(r, "path", None) == "/" for r in app.routes):
         mount_console(app)
