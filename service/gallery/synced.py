@@ -138,13 +138,36 @@ class SyncedGallery(Gallery):
                 states = person_states(s, self.model_version, pids)
             missing = [st for st in states.values() if st.embedding is None and st.crop is not None]
             if missing and self.reembed is not None:
-                vectors = self.reembed([st.crop for st in missing if st.crop is not None])
-                stored = sum(self._store(st.person_id, v) for st, v in zip(missing, vectors))
+                vectors = self._embed(missing)
+                stored = sum(self._store(st.person_id, v) for st, v in zip(missing, vectors) if v is not None)
                 with self.session_factory() as s:
                     states = person_states(s, self.model_version, pids)
             for pid in pids:
                 self._reconcile(pid, states.get(pid))
         return stored
+
+    def _embed(self, states: list[PersonState]) -> list[np.ndarray | None]:
+        """Embeddings of the states' crops; a crop that cannot be embedded is logged and skipped."""
+        if self.reembed is None:
+            return [None] * len(states)
+        crops = [st.crop for st in states if st.crop is not None]
+        try:
+            return list(self.reembed(crops))
+        except Exception:
+            log.warning("embedding %d stored crops failed; trying them one by one", len(crops), exc_info=True)
+        out: list[np.ndarray | None] = []
+        for st, crop in zip(states, crops):
+            try:
+                out.append(self.reembed([crop])[0])
+            except Exception as exc:
+                log.error(
+                    "the stored crop of %s cannot be embedded by %s: %s",
+                    st.person_id,
+                    self.model_version,
+                    exc,
+                )
+                out.append(None)
+        return out
 
     def _store(self, person_id: str, vector: np.ndarray) -> bool:
         """Store ``person_id``'s embedding for this version unless the person is gone or has one."""
