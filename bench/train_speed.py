@@ -3,14 +3,16 @@
     python -m bench.train_speed [--backbone mobilefacenet] [--p 48] [--k 2] [--steps 6] [--repeats 3]
         [--loss triplet] [--workers 0] [--threads 0] [--device auto]
 
-"loop": ``training.loop.train`` on a synthetic aligned cache (random 112x112 crops written to a
-temporary folder, read back by memmap through the DataLoader and the P x K sampler), with
-augmentation, the configured loss and its mining, the epoch statistics, AdamW and the LR
-schedule; images/s of its second epoch (the first warms up), validation excluded.
+"loop": ``training.loop.train_epoch`` (the function ``train`` runs each epoch) on a synthetic
+aligned cache (random 112x112 crops written to a temporary folder, read back by memmap through
+the DataLoader and the P x K sampler), with augmentation, the configured loss and its mining,
+the epoch statistics, AdamW and the LR schedule; the images/s it measures for an epoch of
+``--steps`` batches (one warm-up epoch first; no validation).
 "bare": the same backbone and batch size, one fixed batch already in memory, forward +
 backward of ``embeddings.sum()`` only (and, as a second figure, + the AdamW step).
-The two alternate ``--repeats`` times; the best and the median run of each are printed with the
-ratio loop / bare (on a shared, loaded machine the best runs are the least disturbed).
+Bare, loop and bare+step alternate ``--repeats`` times in one process; the per-repeat ratios,
+the best and the median of each are printed (on a shared, loaded machine the best runs are the
+least disturbed).
 "components": what the loop adds to the bare step, timed alone per batch: fetching a P x K batch
 through the DataLoader (memmap read), the augmentation, and the loss with its mining plus the
 epoch statistics (forward + backward from the embeddings); their sum against the bare step time
@@ -34,8 +36,8 @@ from training.config import load_config
 from training.data.augment import Augment, to_float_nchw
 from training.data.dataset import FaceCache, FaceDataset, collate_batch
 from training.data.sampler import PKSampler
-from training.distributed import resolve_device
-from training.loop import train
+from training.distributed import DistEnv, resolve_device
+from training.loop import Run, setup_run, train_epoch
 from training.objective import BatchStats, build_objective
 
 
@@ -84,7 +86,7 @@ def bare_step_rate(
     return steps * batch / (time.perf_counter() - start)
 
 
-def loop_rate(args: argparse.Namespace, cache: Path, out: Path) -> float:
+def loop_setup(args: argparse.Namespace, cache: Path, out: Path) -> Run:
     overrides = [
         f"data.cache={cache}",
         "data.val_fraction=0",
@@ -95,14 +97,15 @@ def loop_rate(args: argparse.Namespace, cache: Path, out: Path) -> float:
         f"sampler.p={args.p}",
         f"sampler.k={args.k}",
         f"loss.name={args.loss}",
-        "train.epochs=2",
+        "train.epochs=1000",
         f"train.out_dir={out}",
         "train.progress=false",
         f"train.device={args.device}",
-        f"train.threads={args.threads}",
     ]
-    result = train(load_config(None, overrides))
-    return float(result.rows[-1]["images_per_s"])
+    cfg = load_config(None, overrides)
+    run = setup_run(cfg, DistEnv(0, 1, resolve_device(args.device)))
+    train_epoch(run, 0)  # warm-up
+    return run
 
 
 def _per_batch_ms(fn, steps: int) -> float:
@@ -179,11 +182,13 @@ def main() -> None:
             n_ids=2 * args.p,
             per_id=args.k,
         )
+        run = loop_setup(args, cache, Path(tmp) / "run")
+        bare_model = build_backbone(args.backbone)
         bare, bare_opt, loop = [], [], []
-        for r in range(args.repeats):
-            bare.append(bare_step_rate(build_backbone(args.backbone), batch, device, args.steps, False))
-            bare_opt.append(bare_step_rate(build_backbone(args.backbone), batch, device, args.steps, True))
-            loop.append(loop_rate(args, cache, Path(tmp) / f"run{r}"))
+        for r in range(args.repeats):  # interleaved, so that load drift hits all three alike
+            bare.append(bare_step_rate(bare_model, batch, device, args.steps, False))
+            loop.append(float(train_epoch(run, r + 1)["images_per_s"]))
+            bare_opt.append(bare_step_rate(bare_model, batch, device, args.steps, True))
         parts = component_ms(args, cache, device, backbone.embedding_dim)
     b, bo, lp = statistics.median(bare), statistics.median(bare_opt), statistics.median(loop)
     print(
@@ -199,6 +204,8 @@ def main() -> None:
         print(
             f"{name:<34} {max(runs):9.1f} {statistics.median(runs):9.1f}  runs {[round(v, 1) for v in runs]}"
         )
+    pairs = [lo / ba for lo, ba in zip(loop, bare, strict=True)]
+    print(f"paired loop / bare forward+backward ratios: {[f'{p:.1%}' for p in pairs]}")
     print(
         f"loop / bare forward+backward: best {max(loop) / max(bare):6.1%}, median {lp / b:6.1%}  (target >= 90%)"
     )

@@ -20,7 +20,7 @@ COLUMNS = (
     "val_accuracy",  # best-threshold accuracy on pairs from the identity-disjoint val split
     "val_threshold",  # the cosine similarity of that best threshold
     "lr",
-    "images_per_s",  # training images per second, all ranks, data loading included
+    "images_per_s",  # backbone inputs (augmented views) per second, all ranks, data loading included
     "epoch_s",
 )
 

@@ -58,7 +58,7 @@ class RunResult:
 
 
 @dataclass
-class _Run:
+class Run:
     cfg: RunConfig
     env: DistEnv
     cache: FaceCache
@@ -83,7 +83,7 @@ def _check_geometry(backbone: Backbone, cache: FaceCache) -> None:
         raise ValueError(f"the cache {cache.root} was aligned to another template than the backbone's")
 
 
-def _setup(cfg: RunConfig, env: DistEnv) -> _Run:
+def setup_run(cfg: RunConfig, env: DistEnv) -> Run:
     cache = FaceCache.open(cfg.data.cache)
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
     backbone = build_backbone(cfg.model.backbone, embedding_dim=cfg.model.embedding_dim, **cfg.model.kwargs)
@@ -133,7 +133,7 @@ def _setup(cfg: RunConfig, env: DistEnv) -> _Run:
         len(sampler),
         env.world_size,
     )
-    return _Run(
+    return Run(
         cfg, env, cache, backbone, model, objective, sampler, loader, optimizer, scheduler, augment, validator
     )
 
@@ -143,7 +143,7 @@ def _epoch_generator(seed: int, epoch: int, rank: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(words[0]) << 32 | int(words[1]))
 
 
-def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
+def train_epoch(run: Run, epoch: int) -> dict[str, float]:
     cfg, env = run.cfg, run.env
     run.sampler.set_epoch(epoch)
     gen = _epoch_generator(cfg.train.seed, epoch, env.rank)
@@ -192,7 +192,7 @@ def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
     return row
 
 
-def _state(run: _Run, epoch: int, best: float) -> dict[str, Any]:
+def _state(run: Run, epoch: int, best: float) -> dict[str, Any]:
     return {
         "epoch": epoch,
         "model": run.backbone.state_dict(),
@@ -217,7 +217,7 @@ def train(cfg: RunConfig, env: DistEnv | None = None, resume: bool | Path = Fals
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     out_dir = Path(cfg.train.out_dir)
-    run = _setup(cfg, env)
+    run = setup_run(cfg, env)
     start_epoch, best = 1, float("nan")
     ckpt = find_checkpoint(resume, out_dir)
     if ckpt is not None:
@@ -236,7 +236,7 @@ def train(cfg: RunConfig, env: DistEnv | None = None, resume: bool | Path = Fals
         metrics.rewind(start_epoch - 1)
     rows: list[dict[str, Any]] = []
     for epoch in range(start_epoch, cfg.train.epochs + 1):
-        row = _train_epoch(run, epoch)
+        row = train_epoch(run, epoch)
         run.objective.step_epoch(row["easy_share"])
         row.update(val_accuracy=float("nan"), val_threshold=float("nan"))  # rank 0 validates
         if env.is_main:
