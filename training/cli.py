@@ -170,7 +170,7 @@ def retrain(
     ] = True,
     loss: Annotated[str, typer.Option(help="triplet (with the margin scheduler) or circle")] = "triplet",
     epochs: int = 5,
-    lr: float = 1e-4,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate (fine-tuning: keep it small)")] = 1e-5,
     held_out: Annotated[float, typer.Option(help="share of the people held out for the gate")] = 0.2,
     tolerance: Annotated[
         float, typer.Option(help="largest regression of any metric that still publishes")

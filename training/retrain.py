@@ -67,7 +67,7 @@ class RetrainOptions:
     work_dir: Path | None = None
     loss: str = "triplet"
     epochs: int = 5
-    lr: float = 1e-4
+    lr: float = 1e-5
     k: int = 4
     held_out: float = 0.2
     tolerance: float = 0.01

@@ -139,7 +139,7 @@ class SyncedGallery(Gallery):
             missing = [st for st in states.values() if st.embedding is None and st.crop is not None]
             if missing and self.reembed is not None:
                 vectors = self._embed(missing)
-                stored = sum(self._store(st.person_id, v) for st, v in zip(missing, vectors) if v is not None)
+                stored = self._store([(st.person_id, v) for st, v in zip(missing, vectors) if v is not None])
                 with self.session_factory() as s:
                     states = person_states(s, self.model_version, pids)
             for pid in pids:
@@ -169,32 +169,52 @@ class SyncedGallery(Gallery):
                 out.append(None)
         return out
 
-    def _store(self, person_id: str, vector: np.ndarray) -> bool:
-        """Store ``person_id``'s embedding for this version unless the person is gone or has one."""
-        for attempt in range(3):
-            try:
-                with write_session(self.session_factory) as s:
-                    pk = s.scalar(select(Person.id).where(Person.person_id == person_id))
-                    if pk is None:
-                        return False
-                    exists = s.scalar(
-                        select(Embedding.id).where(
-                            Embedding.person_pk == pk, Embedding.model_version == self.model_version
-                        )
+    def _store(self, items: list[tuple[str, np.ndarray]]) -> int:
+        """Store these embeddings for this version in one write transaction (one by one if that
+        fails), skipping people who are gone or already have one; returns how many were stored."""
+        if not items:
+            return 0
+        try:
+            return self._store_batch(items)
+        except (IntegrityError, OperationalError):  # a concurrent replica or deletion: go one by one
+            log.debug(
+                "storing %d embeddings together failed; storing them one by one", len(items), exc_info=True
+            )
+        stored = 0
+        for item in items:
+            for attempt in range(3):
+                try:
+                    stored += self._store_batch([item])
+                    break
+                except IntegrityError:  # stored by another replica meanwhile, or the person was deleted
+                    break
+                except OperationalError:
+                    log.warning(
+                        "storing %s's embedding failed (attempt %d)", item[0], attempt + 1, exc_info=True
                     )
-                    if exists is not None:
-                        return False
-                    vec = np.asarray(vector, np.float32).tobytes()
-                    s.add(Embedding(person_pk=pk, model_version=self.model_version, vector=vec))
-                    s.commit()
-                    return True
-            except IntegrityError:  # stored by another replica meanwhile, or the person was deleted
-                return False
-            except OperationalError:
-                log.warning(
-                    "storing %s's embedding failed (attempt %d)", person_id, attempt + 1, exc_info=True
+        return stored
+
+    def _store_batch(self, items: list[tuple[str, np.ndarray]]) -> int:
+        with write_session(self.session_factory) as s:
+            pks = dict(
+                s.execute(
+                    select(Person.person_id, Person.id).where(Person.person_id.in_([p for p, _ in items]))
+                ).all()
+            )
+            have = set(
+                s.scalars(
+                    select(Embedding.person_pk).where(
+                        Embedding.person_pk.in_(list(pks.values())),
+                        Embedding.model_version == self.model_version,
+                    )
                 )
-        return False
+            )
+            todo = [(pks[p], v) for p, v in items if p in pks and pks[p] not in have]
+            for pk, vector in todo:
+                vec = np.asarray(vector, np.float32).tobytes()
+                s.add(Embedding(person_pk=pk, model_version=self.model_version, vector=vec))
+            s.commit()
+            return len(todo)
 
     def _reconcile(self, pid: str, state: PersonState | None) -> None:
         current = self._by_person.get(pid)
