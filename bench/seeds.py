@@ -296,11 +296,54 @@ def _plots(out: Path, per_loss: dict[str, dict]) -> None:
         plt.close(fig)
 
 
+CLAIMS = (  # (a, b): "a beats b" as the seeds' texts claim it
+    ("triplet_constant", "contrastive"),
+    ("triplet_scheduled", "triplet_constant"),
+    ("triplet_scheduled", "triplet_increasing"),
+    ("circle", "triplet_constant"),
+)
+
+
+def compare(per_loss: dict[str, dict]) -> list[dict]:
+    """a - b per claim: mean difference, the larger seed std, Welch's t-test p (two-sided)."""
+    from scipy.stats import ttest_ind
+
+    rows = []
+    for a, b in CLAIMS:
+        if a not in per_loss or b not in per_loss:
+            continue
+        for key in ("lfw_accuracy", "tar_at_far_1e-3"):
+            va, vb = per_loss[a][f"{key}_per_seed"], per_loss[b][f"{key}_per_seed"]
+            diff = float(np.mean(va) - np.mean(vb))
+            spread = max(per_loss[a][key]["std"], per_loss[b][key]["std"])
+            same = np.allclose(va, vb) if len(va) == len(vb) else False
+            p = (
+                float("nan")
+                if same or min(len(va), len(vb)) < 2
+                else float(ttest_ind(va, vb, equal_var=False).pvalue)
+            )
+            verdict = "identical runs" if same else ("a > b beyond the seed std" if diff > spread
+                                                     else "b > a beyond the seed std" if -diff > spread
+                                                     else "within the seed std")  # fmt: skip
+            rows.append({"a": a, "b": b, "metric": key, "diff": diff, "max_seed_std": spread,
+                         "welch_p": p, "verdict": verdict})  # fmt: skip
+    return rows
+
+
 def write_report(out: Path, losses: list[str], budget: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     per_loss = aggregate(out, losses)
-    (out / "results.json").write_text(json.dumps({"budget": budget, "losses": per_loss}, indent=1) + "\n")
-    (out / "results.md").write_text(_table(per_loss))
+    comparisons = compare(per_loss)
+    doc = {"budget": budget, "losses": per_loss, "comparisons": comparisons}
+    (out / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
+    cmp_md = [
+        "| claim (a vs b) | metric | a − b | larger seed std | Welch p | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in comparisons:
+        cmp_md.append(f"| {c['a']} vs {c['b']} | {c['metric']} | {c['diff']:+.4f} | {c['max_seed_std']:.4f} "
+                      f"| {c['welch_p']:.2f} | {c['verdict']} |")  # fmt: skip
+    (out / "results.md").write_text(_table(per_loss) + "\n" + "\n".join(cmp_md) + "\n")
     if per_loss:
         _plots(out, per_loss)
     print(_table(per_loss))
