@@ -38,35 +38,48 @@ class Augment:
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected a float [N, 3, H, W] batch, got shape {tuple(x.shape)}")
         n = x.shape[0]
-
-        def uniform(spread: float) -> torch.Tensor:
-            u = torch.rand(n, generator=generator) * 2.0 - 1.0
-            return (1.0 + spread * u).to(x.device, x.dtype).view(n, 1, 1, 1)
-
-        if self.flip > 0:
-            mask = (torch.rand(n, generator=generator) < self.flip).to(x.device).view(n, 1, 1, 1)
-            x = torch.where(mask, x.flip(-1), x)
-        if self.shift > 0 or self.scale > 0:
-            x = self._geometric(x, generator)
-        gray_w = torch.tensor(_GRAY, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-        if self.brightness > 0:
-            x = x * uniform(self.brightness)
-        if self.contrast > 0:
-            mean = (x * gray_w).sum(1, keepdim=True).mean((2, 3), keepdim=True)
-            x = (x - mean) * uniform(self.contrast) + mean
-        if self.saturation > 0:
-            gray = (x * gray_w).sum(1, keepdim=True)
-            x = (x - gray) * uniform(self.saturation) + gray
-        return x.clamp_(0.0, 255.0)
-
-    def _geometric(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        n = x.shape[0]
+        # draw every parameter first (fixed order, so a seed fixes the whole augmentation)
+        flip = torch.rand(n, generator=generator) < self.flip
+        b, c, s = (1.0 + spread * (torch.rand(n, generator=generator) * 2.0 - 1.0) for spread in self._colour)
         zoom = 1.0 + self.scale * (torch.rand(n, generator=generator) * 2.0 - 1.0)
         # affine_grid maps output to input coordinates in [-1, 1]: a side is 2 units long
-        t = self.shift * 2.0 * (torch.rand(n, 2, generator=generator) * 2.0 - 1.0)
-        theta = torch.zeros(n, 2, 3)
-        theta[:, 0, 0] = 1.0 / zoom
-        theta[:, 1, 1] = 1.0 / zoom
-        theta[:, :, 2] = t
-        grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        shift = self.shift * 2.0 * (torch.rand(n, 2, generator=generator) * 2.0 - 1.0)
+        if self.brightness > 0 or self.contrast > 0 or self.saturation > 0:
+            x = _colour(x, b, c, s)
+        if self.shift > 0 or self.scale > 0:
+            return _geometric(x, flip, zoom, shift)  # the flip rides along in the sampling grid
+        if self.flip > 0:
+            x = torch.where(flip.to(x.device).view(n, 1, 1, 1), x.flip(-1), x)
+        return x
+
+    @property
+    def _colour(self) -> tuple[float, float, float]:
+        return self.brightness, self.contrast, self.saturation
+
+
+def _colour(x: torch.Tensor, b: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """Brightness b, contrast c (around the image's mean grey) and saturation s as ONE affine map.
+
+    Per image: ``out = c*b * S x + (1 - c) * b * mean_grey``, where ``S = s I + (1 - s) 1 w^T`` blends
+    each pixel with its grey ``w . x`` (S maps grey to grey, so the offset needs no S). One batched
+    3x3 matrix product instead of a pass per jitter; clamped to 0..255 once.
+    """
+    n = x.shape[0]
+    w = torch.tensor(_GRAY, dtype=torch.float32)
+    sat = s.view(n, 1, 1) * torch.eye(3) + (1.0 - s).view(n, 1, 1) * w.view(1, 1, 3)
+    mat = (c * b).view(n, 1, 1) * sat
+    flat = x.reshape(n, 3, -1)
+    mean_grey = torch.einsum("c,nc->n", w.to(x.device, x.dtype), flat.mean(dim=2))
+    offset = ((1.0 - c) * b).to(x.device, x.dtype) * mean_grey
+    out = torch.baddbmm(offset.view(n, 1, 1).expand(n, 3, 1), mat.to(x.device, x.dtype), flat)
+    return out.view_as(x).clamp_(0.0, 255.0)
+
+
+def _geometric(x: torch.Tensor, flip: torch.Tensor, zoom: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    n = x.shape[0]
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = torch.where(flip, -1.0, 1.0) / zoom
+    theta[:, 1, 1] = 1.0 / zoom
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
