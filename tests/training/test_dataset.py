@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from synthetic_faces import make_cache, make_identity_folder
 
+from tests.training.synthetic_faces import make_cache, make_identity_folder
 from training.backbones import ARCFACE_TEMPLATE_112, arcface_template
 from training.data.augment import Augment, to_float_nchw
 from training.data.dataset import FaceDataset, prepare_folder

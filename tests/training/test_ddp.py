@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from synthetic_faces import make_cache, tiny_overrides
 
+from tests.training.synthetic_faces import make_cache, tiny_overrides
 from training.config import load_config
 from training.distributed import DistEnv
 from training.loop import train

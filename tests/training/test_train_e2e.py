@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from synthetic_faces import make_cache, tiny_overrides
 from typer.testing import CliRunner
 
 from service.model_card import load_card
 from service.pipeline.embed import Embedder
+from tests.training.synthetic_faces import make_cache, tiny_overrides
 from training.cli import app
 from training.config import load_config
 from training.logging_csv import COLUMNS
