@@ -82,4 +82,5 @@ def _geometric(x: torch.Tensor, flip: torch.Tensor, zoom: torch.Tensor, shift: t
     theta[:, 1, 1] = 1.0 / zoom
     theta[:, :, 2] = shift
     grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out.clamp_(0.0, 255.0)  # bilinear weights can round a 255 a hair above
