@@ -16,9 +16,12 @@ least disturbed).
 "components": what the loop adds to the bare step, timed alone per batch: fetching a P x K batch
 through the DataLoader (memmap read), the augmentation, and the loss with its mining plus the
 epoch statistics (forward + backward from the embeddings); their sum against the bare step time
-gives the ratio the loop can reach, independently of the machine's load at the moment. The same
-ratio is also printed per CPU-second used by this process (``time.process_time``), which other
-processes on a shared machine disturb far less than wall time.
+gives the ratio the loop can reach, independently of the machine's load at the moment. The
+end-to-end ratio is also printed per CPU-second used by this process (``time.process_time``).
+On a shared machine, throughput drifts by tens of percent over minutes (other processes take
+cores, cache and memory bandwidth; CPU time does not remove that), so single paired ratios
+scatter widely: read the components line and the spread of the pairs, and prefer long
+``--steps`` on a quiet machine.
 """
 
 from __future__ import annotations
