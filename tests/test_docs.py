@@ -9,7 +9,9 @@ README = (REPO / "README.md").read_text()
 
 
 def test_every_setting_is_documented():
-    missing = [f"FACEGATE_{n.upper()}" for n in Settings.model_fields if f"`FACEGATE_{n.upper()}`" not in README]
+    missing = [
+        f"FACEGATE_{n.upper()}" for n in Settings.model_fields if f"`FACEGATE_{n.upper()}`" not in README
+    ]
     assert not missing, f"settings missing from README.md: {missing}"
 
 

