@@ -1,33 +1,32 @@
 """Training-loop throughput (data loading included) vs bare forward+backward of the same backbone.
 
-    python -m bench.train_speed [--backbone mobilefacenet] [--p 48] [--k 2] [--steps 6] [--repeats 3]
+    python -m bench.train_speed [--backbone mobilefacenet] [--p 48] [--k 2] [--steps 12]
         [--loss triplet] [--workers 0] [--threads 0] [--device auto]
 
 "loop": ``training.loop.train_epoch`` (the function ``train`` runs each epoch) on a synthetic
 aligned cache (random 112x112 crops written to a temporary folder, read back by memmap through
 the DataLoader and the P x K sampler), with augmentation, the configured loss and its mining,
-the epoch statistics, AdamW and the LR schedule; the images/s it measures for an epoch of
-``--steps`` batches (one warm-up epoch first; no validation).
+the epoch statistics, AdamW and the LR schedule. Each timed loop step is a whole epoch of one
+batch, so the per-epoch costs (sampler, loader iterator, statistics summary) are charged to every
+step: a conservative figure.
 "bare": the same backbone and batch size, one fixed batch already in memory, forward +
-backward of ``embeddings.sum()`` only (and, as a second figure, + the AdamW step).
-Bare, loop and bare+step alternate ``--repeats`` times in one process; the per-repeat ratios,
-the best and the median of each are printed (on a shared, loaded machine the best runs are the
-least disturbed).
-"components": what the loop adds to the bare step, timed alone per batch: fetching a P x K batch
-through the DataLoader (memmap read), the augmentation, and the loss with its mining plus the
-epoch statistics (forward + backward from the embeddings); their sum against the bare step time
-gives the ratio the loop can reach, independently of the machine's load at the moment. The
-end-to-end ratio is also printed per CPU-second used by this process (``time.process_time``).
-On a shared machine, throughput drifts by tens of percent over minutes (other processes take
-cores, cache and memory bandwidth; CPU time does not remove that), so single paired ratios
-scatter widely: read the components line and the spread of the pairs, and prefer long
-``--steps`` on a quiet machine.
+backward of ``embeddings.sum()`` only (and, as a third figure, + the AdamW step).
+The three are interleaved STEP BY STEP in a rotating order (loop, bare, bare+step; then bare,
+bare+step, loop; ...), ``--steps`` times each after one warm-up round, so that the drift of a
+shared machine's throughput (tens of percent over minutes) hits all three alike. Printed: the
+images/s of each over all its steps, the loop / bare ratio of those totals, the median and range
+of the per-round ratios, the same ratio per CPU-second of this process, and the loop's own
+components timed alone (data loading, augmentation, loss + mining + statistics), with the minor
+page faults per step. By default the process first calls ``training.allocator.keep_freed_memory``,
+as ``facegate-train train`` does; ``--no-keep-freed-memory`` shows glibc's default, where the loop
+pays the kernel for re-mapping freed activations (about 2.5x the bare step's page faults).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import resource
 import statistics
 import tempfile
 import time
@@ -36,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from training.allocator import keep_freed_memory
 from training.backbones import build_backbone
 from training.config import load_config
 from training.data.augment import Augment, to_float_nchw
@@ -70,32 +70,34 @@ def make_cache(root: Path, size: tuple[int, int], template: tuple, n_ids: int, p
     return root
 
 
-def bare_step_rate(
-    backbone: torch.nn.Module, batch: int, device: torch.device, steps: int, step_opt: bool
-) -> tuple[float, float]:
-    """(images per wall second, images per CPU second of this process)."""
-    model = backbone.to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    w, h = backbone.input_size
-    x = torch.rand(batch, 3, h, w, device=device) * 255.0
-    # timed from the first step, like the loop's epoch: both start from the same switch of workload
+class BareStep:
+    """One forward+backward (optionally + AdamW step) of a fixed in-memory batch."""
+
+    def __init__(self, backbone: torch.nn.Module, batch: int, device: torch.device, step_opt: bool) -> None:
+        self.model = backbone.to(device).train()
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
+        w, h = backbone.input_size
+        self.x = torch.rand(batch, 3, h, w, device=device) * 255.0
+        self.step_opt = step_opt
+
+    def __call__(self) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        self.model(self.x).sum().backward()
+        if self.step_opt:
+            self.opt.step()
+
+
+def timed(fn, device: torch.device) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds of this process, minor page faults) of one call."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     start, cpu = time.perf_counter(), time.process_time()
-    for _ in range(steps):
-        opt.zero_grad(set_to_none=True)
-        model(x).sum().backward()
-        if step_opt:
-            opt.step()
+    fn()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return steps * batch / (time.perf_counter() - start), steps * batch / (time.process_time() - cpu)
-
-
-def loop_rate(run: Run, epoch: int, images: int) -> tuple[float, float]:
-    cpu = time.process_time()
-    row = train_epoch(run, epoch)
-    return float(row["images_per_s"]), images / (time.process_time() - cpu)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    return time.perf_counter() - start, time.process_time() - cpu, faults
 
 
 def loop_setup(args: argparse.Namespace, cache: Path, out: Path) -> Run:
@@ -104,7 +106,7 @@ def loop_setup(args: argparse.Namespace, cache: Path, out: Path) -> Run:
         "data.val_fraction=0",
         "data.val_pairs=0",
         f"data.workers={args.workers}",
-        f"data.batches_per_epoch={args.steps}",
+        "data.batches_per_epoch=1",
         f"model.backbone={args.backbone}",
         f"sampler.p={args.p}",
         f"sampler.k={args.k}",
@@ -112,6 +114,7 @@ def loop_setup(args: argparse.Namespace, cache: Path, out: Path) -> Run:
         "train.epochs=1000",
         f"train.out_dir={out}",
         "train.progress=false",
+        f"train.keep_freed_memory={str(args.keep_freed_memory).lower()}",
         f"train.device={args.device}",
     ]
     cfg = load_config(None, overrides)
@@ -172,16 +175,23 @@ def main() -> None:
     ap.add_argument("--backbone", default="mobilefacenet")
     ap.add_argument("--p", type=int, default=48)
     ap.add_argument("--k", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=6, help="timed steps per measurement")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=12, help="timed steps of each kind (interleaved)")
     ap.add_argument("--loss", default="triplet")
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--device", default="auto")
+    ap.add_argument(
+        "--keep-freed-memory",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="glibc keeps freed memory, as `facegate-train train` does by default (training.allocator)",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.keep_freed_memory:  # what train() does at start; it applies to the bare steps too
+        keep_freed_memory()
     device = resolve_device(args.device)
     batch = args.p * args.k
     torch.manual_seed(0)
@@ -195,42 +205,45 @@ def main() -> None:
             per_id=args.k,
         )
         run = loop_setup(args, cache, Path(tmp) / "run")
-        bare_model = build_backbone(args.backbone)
-        bare, bare_opt, loop, cpu_bare, cpu_loop = [], [], [], [], []
-        for r in range(args.repeats):  # interleaved, so that load drift hits all three alike
-            wall, cpu = bare_step_rate(bare_model, batch, device, args.steps, False)
-            bare.append(wall)
-            cpu_bare.append(cpu)
-            wall, cpu = loop_rate(run, r + 1, batch * args.steps)
-            loop.append(wall)
-            cpu_loop.append(cpu)
-            bare_opt.append(bare_step_rate(bare_model, batch, device, args.steps, True)[0])
+        kinds = {
+            "bare forward+backward": BareStep(build_backbone(args.backbone), batch, device, False),
+            "bare forward+backward+AdamW step": BareStep(build_backbone(args.backbone), batch, device, True),
+            "training loop (data included)": lambda: train_epoch(run, next(epochs)),
+        }
+        epochs = iter(range(1, 10**9))
+        names = list(kinds)
+        wall: dict[str, list[float]] = {n: [] for n in names}
+        cpu: dict[str, list[float]] = {n: [] for n in names}
+        faults: dict[str, list[int]] = {n: [] for n in names}
+        for i in range(args.steps + 1):  # round 0 is a warm-up
+            for name in names[i % 3 :] + names[: i % 3]:
+                w, c, f = timed(kinds[name], device)
+                if i:
+                    wall[name].append(w)
+                    cpu[name].append(c)
+                    faults[name].append(f)
         parts = component_ms(args, cache, device, backbone.embedding_dim)
-    b, bo, lp = statistics.median(bare), statistics.median(bare_opt), statistics.median(loop)
+    loop_name, bare_name, opt_name = names[2], names[0], names[1]
     print(
         f"backbone {args.backbone}, batch {batch} ({args.p} x {args.k}), loss {args.loss}, device {device}, "
-        f"torch threads {torch.get_num_threads()}, {args.steps} steps x {args.repeats} repeats"
+        f"torch threads {torch.get_num_threads()}, {args.steps} steps of each, interleaved step by step, "
+        f"glibc keeps freed memory: {args.keep_freed_memory}"
     )
-    print(f"{'':<34} {'best':>9} {'median':>9}  images/s")
-    for name, runs in (
-        ("bare forward+backward", bare),
-        ("bare forward+backward+AdamW step", bare_opt),
-        ("training loop (data included)", loop),
-    ):
+    rate = {n: batch * len(wall[n]) / sum(wall[n]) for n in names}
+    for n in names:
         print(
-            f"{name:<34} {max(runs):9.1f} {statistics.median(runs):9.1f}  runs {[round(v, 1) for v in runs]}"
+            f"{n:<34} {rate[n]:8.2f} images/s  ({1000 * sum(wall[n]) / len(wall[n]):7.1f} ms per step, "
+            f"{statistics.mean(faults[n]):9.0f} page faults per step)"
         )
-    pairs = [lo / ba for lo, ba in zip(loop, bare, strict=True)]
-    print(f"paired loop / bare forward+backward ratios: {[f'{p:.1%}' for p in pairs]}")
+    rounds = [b / lo for lo, b in zip(wall[loop_name], wall[bare_name], strict=True)]
     print(
-        f"loop / bare forward+backward: best {max(loop) / max(bare):6.1%}, median {lp / b:6.1%}  (target >= 90%)"
+        f"loop / bare forward+backward: {rate[loop_name] / rate[bare_name]:6.1%} over all steps (target >= 90%); "
+        f"per round median {statistics.median(rounds):.1%}, range {min(rounds):.1%}-{max(rounds):.1%}"
     )
-    print(f"loop / bare fwd+bwd+step:     best {max(loop) / max(bare_opt):6.1%}, median {lp / bo:6.1%}")
-    cb, cl = statistics.median(cpu_bare), statistics.median(cpu_loop)
-    print(
-        f"per CPU-second of this process (insensitive to other processes' load): bare {cb:.2f}, "
-        f"loop {cl:.2f} images/CPU-s, loop / bare = {cl / cb:.1%}"
-    )
+    print(f"loop / bare fwd+bwd+AdamW step: {rate[loop_name] / rate[opt_name]:6.1%}")
+    cb, cl = sum(cpu[bare_name]), sum(cpu[loop_name])
+    print(f"per CPU-second of this process: loop / bare forward+backward = {cb / cl:6.1%}")
+    bare = [batch / w for w in wall[bare_name]]
     step_ms = 1000.0 * batch / max(bare)
     extra = sum(parts.values())
     print(

@@ -96,6 +96,9 @@ class TrainConfig(_Section):
     )
     val_batch_size: int = Field(256, ge=1)
     threads: int = Field(0, ge=0, description="torch CPU threads per process (0: torch default)")
+    keep_freed_memory: bool = Field(
+        True, description="glibc malloc reuses freed memory instead of re-faulting it (training.allocator)"
+    )
 
 
 class RunConfig(_Section):

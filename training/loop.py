@@ -23,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from training.allocator import keep_freed_memory
 from training.backbones import Backbone, build_backbone
 from training.checkpoint import find_checkpoint, load_backbone_weights, load_checkpoint, save_checkpoint
 from training.config import RunConfig
@@ -216,6 +217,8 @@ def train(cfg: RunConfig, env: DistEnv | None = None, resume: bool | Path = Fals
     env = env or DistEnv(0, 1, resolve_device(cfg.train.device))
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    if cfg.train.keep_freed_memory:
+        keep_freed_memory()
     out_dir = Path(cfg.train.out_dir)
     run = setup_run(cfg, env)
     start_epoch, best = 1, float("nan")
