@@ -1,7 +1,7 @@
 """LFW accuracy table: FaceGate models through FaceGate's pipeline vs face_recognition, same pairs.
 
-    python bench/accuracy.py                                  # models/default + face_recognition
-    python bench/accuracy.py --model models/default --model runs/scratch/export --plots docs/figures
+    python bench/accuracy.py    # the README table: models/default, models/baselines/scratch-mobilefacenet, face_recognition
+    python bench/accuracy.py --model models/default --model var/models/dlib-finetuned --plots docs/figures
 
 Protocol (both sides): LFW View 2 ``pairs.txt``, 10 folds, accuracy = mean ± sample std with the
 threshold chosen on the other 9 folds; ROC AUC, EER and TAR@FAR=1e-3 over all 6,000 pairs.
@@ -39,6 +39,8 @@ from training.pairs import PairSet, read_lfw_pairs  # noqa: E402
 from training.pipeline_embeddings import PipelineConfig, embed_images  # noqa: E402
 
 log = logging.getLogger("bench.accuracy")
+# the shipped default (dlib's weights) and the from-scratch baseline (training/configs/scratch.toml)
+DEFAULT_MODELS = (REPO / "models" / "default", REPO / "models" / "baselines" / "scratch-mobilefacenet")
 
 
 def default_data() -> Path:
@@ -169,7 +171,7 @@ def main() -> None:
     images = args.data / "lfw" / "images"
     for choice in args.face:
         config = PipelineConfig(face_choice=choice)
-        for model_dir in args.model or [REPO / "models" / "default"]:
+        for model_dir in args.model or DEFAULT_MODELS:
             plots = args.plots / f"{model_dir.name}-{choice}" if args.plots else None
             rep = evaluate_lfw(model_dir, args.data, args.models_dir, args.cache, config, plots)
             rows.append((f"{rep['model']} (FaceGate: MTCNN + align + ONNX)", choice, rep))
