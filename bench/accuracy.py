@@ -172,6 +172,8 @@ def main() -> None:
     for choice in args.face:
         config = PipelineConfig(face_choice=choice)
         for model_dir in args.model or DEFAULT_MODELS:
+            if not (model_dir / "model.json").is_file():
+                raise SystemExit(f"{model_dir}: no model.json (a model folder holds model.onnx + model.json)")
             plots = args.plots / f"{model_dir.name}-{choice}" if args.plots else None
             rep = evaluate_lfw(model_dir, args.data, args.models_dir, args.cache, config, plots)
             rows.append((f"{rep['model']} (FaceGate: MTCNN + align + ONNX)", choice, rep))
