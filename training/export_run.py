@@ -34,6 +34,8 @@ def backbone_from_checkpoint(state: dict[str, Any]) -> Backbone:
     spec = state["backbone"]
     model = build_backbone(spec["name"], embedding_dim=int(spec["embedding_dim"]), **spec["kwargs"])
     model.load_state_dict(state["model"])
+    if spec.get("alignment_template"):  # the template the run's crops were cut with, as recorded
+        model.alignment_template = tuple((float(x), float(y)) for x, y in spec["alignment_template"])
     return model.eval()
 
 

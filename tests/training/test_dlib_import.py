@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import os
 from pathlib import Path
@@ -320,6 +321,10 @@ def test_registry_takes_a_fitted_template_and_finds_the_dat(monkeypatch, tmp_pat
     assert model.alignment_template == tuple(tuple(p) for p in fitted)
     with pytest.raises(ValueError, match="5"):
         build_backbone("dlib_resnet", template=fitted[:3])
+    card = Path(__file__).resolve().parents[2] / "models" / "default"
+    from_card = build_backbone("dlib_resnet", template=card)
+    expected = json.loads((card / "model.json").read_text())["alignment"]["template"]
+    assert from_card.alignment_template == tuple(tuple(p) for p in expected)
     monkeypatch.setenv("FACEGATE_DLIB_MODEL", str(tmp_path / "absent.dat"))
     with pytest.raises(ValueError, match="FACEGATE_DLIB_MODEL"):
         build_backbone("dlib_resnet", dat_path="auto")

