@@ -5,9 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = textwrap.dedent(
     """
     import resource, sys
@@ -32,7 +34,7 @@ SCRIPT = textwrap.dedent(
 
 def _faults(mode: str) -> int:
     out = subprocess.run(
-        [sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True, check=True, cwd="."
+        [sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True, check=True, cwd=REPO
     )
     return int(out.stdout.strip())
 

@@ -40,7 +40,9 @@ class Augment:
         n = x.shape[0]
         # draw every parameter first (fixed order, so a seed fixes the whole augmentation)
         flip = torch.rand(n, generator=generator) < self.flip
-        b, c, s = (1.0 + spread * (torch.rand(n, generator=generator) * 2.0 - 1.0) for spread in self._colour)
+        b, c, s = (
+            1.0 + spread * (torch.rand(n, generator=generator) * 2.0 - 1.0) for spread in self._colour_spreads
+        )
         zoom = 1.0 + self.scale * (torch.rand(n, generator=generator) * 2.0 - 1.0)
         # affine_grid maps output to input coordinates in [-1, 1]: a side is 2 units long
         shift = self.shift * 2.0 * (torch.rand(n, 2, generator=generator) * 2.0 - 1.0)
@@ -53,7 +55,7 @@ class Augment:
         return x
 
     @property
-    def _colour(self) -> tuple[float, float, float]:
+    def _colour_spreads(self) -> tuple[float, float, float]:
         return self.brightness, self.contrast, self.saturation
 
 
