@@ -8,7 +8,7 @@ threshold chosen on the other 9 folds; ROC AUC, EER and TAR@FAR=1e-3 over all 6,
 
 * FaceGate: decode -> MTCNN -> one face -> similarity alignment to the card's template -> ONNX;
   score = cosine. No face found: aligned from fixed centred landmarks (see
-  ``training.pipeline_embeddings``).
+  ``training.evaluation.embedding_cache``).
 * face_recognition 1.3 (dlib's own pipeline): ``load_image_file`` -> ``face_locations`` (HOG,
   1 upsample) -> ``face_encodings`` (5-point landmarks, 1 jitter); score = minus the euclidean
   distance. No face found: the whole image is the location.
@@ -34,9 +34,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from training.evaluate import evaluate_lfw, pair_scores, score_report  # noqa: E402
-from training.pairs import PairSet, read_lfw_pairs  # noqa: E402
-from training.pipeline_embeddings import PipelineConfig, embed_images  # noqa: E402
+from training.evaluation.evaluate import evaluate_lfw, pair_scores, score_report  # noqa: E402
+from training.evaluation.pairs import PairSet, read_lfw_pairs  # noqa: E402
+from training.evaluation.embedding_cache import PipelineConfig, embed_images  # noqa: E402
 
 log = logging.getLogger("bench.accuracy")
 # the shipped default (dlib's weights) and the from-scratch baseline (training/configs/scratch.toml)
@@ -184,7 +184,7 @@ def main() -> None:
             rows.append(("face_recognition 1.3 (HOG + dlib 5-point chips)", choice, rep))
             curves[f"face_recognition, {choice} face"] = (scores, pairs.labels)
     if args.plots:
-        from training.plots import save_roc_det
+        from training.evaluation.plots import save_roc_det
 
         save_roc_det(curves, args.plots / "lfw_roc_det.png")
     if args.json:

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from training.backbones.dlib_resnet import DlibResNet  # noqa: E402
-from training.export import export_onnx, onnx_embed, parity_cosines  # noqa: E402
+from training.export.onnx_export import export_onnx, onnx_embed, parity_cosines  # noqa: E402
 
 THRESHOLD = 0.999
 

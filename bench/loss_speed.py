@@ -22,7 +22,7 @@ from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
 from pytorch_metric_learning import reducers as pml_reducers
 
-from training.losses import (
+from training.metric.losses import (
     CircleLoss,
     ClassCircleLoss,
     ContrastiveLoss,
@@ -31,7 +31,7 @@ from training.losses import (
     SupConLoss,
     TripletMarginLoss,
 )
-from training.miners import BatchHardMiner, SemiHardMiner
+from training.metric.miners import BatchHardMiner, SemiHardMiner
 
 Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

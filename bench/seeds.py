@@ -126,8 +126,8 @@ def lfw_crops(args: argparse.Namespace) -> tuple[object, np.ndarray]:
     """LFW View 2 pairs and their aligned crops for the backbone's template, built once and cached."""
     from service.pipeline.align import align_face
     from training.backbones.base import arcface_template
-    from training.pairs import read_lfw_pairs
-    from training.pipeline_embeddings import PipelineConfig, centred_landmarks, detect_images, read_rgb
+    from training.evaluation.pairs import read_lfw_pairs
+    from training.evaluation.embedding_cache import PipelineConfig, centred_landmarks, detect_images, read_rgb
 
     lfw = args.data / "lfw"
     pairs = read_lfw_pairs(lfw / "pairs.txt")
@@ -154,7 +154,7 @@ def score_run(run: Path, pairs: object, crops: np.ndarray, threads: int) -> dict
     import torch
 
     from training.backbones import build_backbone
-    from training.verification_metrics import verification_report
+    from training.evaluation.metrics import verification_report
 
     torch.set_num_threads(threads)
     state = torch.load(run / "checkpoints/last.pt", map_location="cpu", weights_only=False)

@@ -3,7 +3,7 @@
     python -m bench.train_speed [--backbone mobilefacenet] [--p 48] [--k 2] [--steps 12]
         [--loss triplet] [--workers 0] [--threads 0] [--device auto]
 
-"loop": ``training.loop.train_epoch`` (the function ``train`` runs each epoch) on a synthetic
+"loop": ``training.engine.loop.train_epoch`` (the function ``train`` runs each epoch) on a synthetic
 aligned cache (random 112x112 crops written to a temporary folder, read back by memmap through
 the DataLoader and the P x K sampler), with augmentation, the configured loss and its mining,
 the epoch statistics, AdamW and the LR schedule. Each timed loop step is a whole epoch of one
@@ -17,7 +17,7 @@ shared machine's throughput (tens of percent over minutes) hits all three alike.
 images/s of each over all its steps, the loop / bare ratio of those totals, the median and range
 of the per-round ratios, the same ratio per CPU-second of this process, and the loop's own
 components timed alone (data loading, augmentation, loss + mining + statistics), with the minor
-page faults per step. By default the process first calls ``training.allocator.keep_freed_memory``,
+page faults per step. By default the process first calls ``training.engine.allocator.keep_freed_memory``,
 as ``facegate-train train`` does; ``--no-keep-freed-memory`` shows glibc's default, where the loop
 pays the kernel for re-mapping freed activations (about 2.5x the bare step's page faults).
 """
@@ -35,15 +35,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.allocator import keep_freed_memory
+from training.engine.allocator import keep_freed_memory
 from training.backbones import build_backbone
 from training.config import load_config
 from training.data.augment import Augment, to_float_nchw
 from training.data.dataset import FaceCache, FaceDataset, collate_batch
 from training.data.sampler import PKSampler
-from training.distributed import DistEnv, resolve_device
-from training.loop import Run, setup_run, train_epoch
-from training.objective import BatchStats, build_objective
+from training.engine.distributed import DistEnv, resolve_device
+from training.engine.loop import Run, setup_run, train_epoch
+from training.engine.objective import BatchStats, build_objective
 
 
 def make_cache(root: Path, size: tuple[int, int], template: tuple, n_ids: int, per_id: int) -> Path:
@@ -184,7 +184,7 @@ def main() -> None:
         "--keep-freed-memory",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="glibc keeps freed memory, as `facegate-train train` does by default (training.allocator)",
+        help="glibc keeps freed memory, as `facegate-train train` does by default (training.engine.allocator)",
     )
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)

@@ -101,7 +101,7 @@ def train(
     """Train (under torchrun: with DDP); config.json, metrics.csv and checkpoints go to train.out_dir."""
     _logging(verbose)
     from training.config import load_config
-    from training.loop import main
+    from training.engine.loop import main
 
     try:
         cfg = load_config(config, set_ or [])
@@ -132,7 +132,7 @@ def export_cmd(
 ) -> None:
     """Export a run's last checkpoint to ONNX (parity-checked) with a provisional calibration."""
     _logging(verbose)
-    from training.export_run import export_run
+    from training.export.run import export_run
 
     card = export_run(
         run_dir,
@@ -195,7 +195,7 @@ def retrain(
     """Fine-tune the model in use on the gallery (+ extra folders); publish a new version only when
     nothing regresses. Exit code 0 published, 3 refused by the gate, 2 nothing to train on."""
     _logging(verbose)
-    from training.retrain import RetrainOptions, run
+    from training.retrain.job import RetrainOptions, run
 
     opts = RetrainOptions(
         models_dir=models_dir,
@@ -224,7 +224,7 @@ def retrain(
 
 
 # ---------------------------------------------------------------------------------------------
-# Evaluation and calibration commands. Thin wrappers over training.evaluate / training.calibrate
+# Evaluation and calibration commands. Thin wrappers over training.evaluation.evaluate / training.evaluation.calibration
 # (owned by the evaluation helper, who may replace this block with richer commands).
 # ---------------------------------------------------------------------------------------------
 
@@ -250,8 +250,8 @@ def eval_cmd(
 ) -> None:
     """LFW View 2 10-fold protocol (or sampled pairs of a folder) through the service pipeline."""
     _logging(False)
-    from training.evaluate import evaluate_folder, evaluate_lfw
-    from training.evaluate import update_card as write_evaluation
+    from training.evaluation.evaluate import evaluate_folder, evaluate_lfw
+    from training.evaluation.evaluate import update_card as write_evaluation
 
     report: dict[str, Any]
     if folder is None:
@@ -283,8 +283,8 @@ def calibrate(
 ) -> None:
     """Fit a, b (LFW View 1) and the false-accept table (impostor pairs outside LFW View 2)."""
     _logging(False)
-    from training.calibrate import calibrate_model
-    from training.evaluate import update_card as write_calibration
+    from training.evaluation.calibration import calibrate_model
+    from training.evaluation.evaluate import update_card as write_calibration
 
     sources = tuple(source) if source else ("lfw-outside-view2", "celeba")
     try:

@@ -45,7 +45,7 @@ class ModelConfig(_Section):
 class LossConfig(_Section):
     name: str = "triplet"
     kwargs: dict[str, Any] = Field(default_factory=dict)
-    distance: str | None = Field(None, description="training.distances name, for losses taking one")
+    distance: str | None = Field(None, description="training.metric.distances name, for losses taking one")
     reducer: Literal["mean", "nonzero_mean"] | None = None
     views: Literal[1, 2] = Field(1, description="augmented views per image (NT-Xent always uses 2)")
 
@@ -97,7 +97,7 @@ class TrainConfig(_Section):
     val_batch_size: int = Field(256, ge=1)
     threads: int = Field(0, ge=0, description="torch CPU threads per process (0: torch default)")
     keep_freed_memory: bool = Field(
-        True, description="glibc malloc reuses freed memory instead of re-faulting it (training.allocator)"
+        True, description="glibc malloc reuses freed memory instead of re-faulting it (training.engine.allocator)"
     )
 
 

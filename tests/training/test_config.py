@@ -98,7 +98,7 @@ def test_shipped_configs_are_valid() -> None:
 
 
 def test_shipped_configs_build_their_objective() -> None:
-    from training.objective import build_objective
+    from training.engine.objective import build_objective
 
     for f in sorted(CONFIGS.glob("*.toml")):
         cfg = load_config(f)

@@ -16,8 +16,8 @@ from service.pipeline.embed import Embedder
 from tests.training.synthetic_faces import make_cache, tiny_overrides
 from training.cli import app
 from training.config import load_config
-from training.logging_csv import COLUMNS
-from training.loop import train
+from training.engine.metrics_log import COLUMNS
+from training.engine.loop import train
 
 runner = CliRunner()
 
@@ -82,7 +82,7 @@ def test_train_resume_export_and_verify_in_the_service(tmp_path: Path) -> None:
     assert 0.0 <= score <= 1.0
 
     # the exported graph and the torch backbone of the checkpoint agree
-    from training.export_run import backbone_from_checkpoint
+    from training.export.run import backbone_from_checkpoint
 
     backbone = backbone_from_checkpoint(second)
     with torch.no_grad():

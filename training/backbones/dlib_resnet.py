@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.backbones.base import Backbone
-from training.dlib_net import TAG_OR_SKIP, DlibNetwork, Layer, read_dat
+from training.dlib.net import TAG_OR_SKIP, DlibNetwork, Layer, read_dat
 
 logger = logging.getLogger(__name__)
 
