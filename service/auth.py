@@ -42,10 +42,6 @@ class KeyRecord:
     def active(self) -> bool:
         return self.revoked_at is None
 
-    def allows(self, scope: str) -> bool:
-        """True when the key has ``scope`` or ``admin``."""
-        return "admin" in self.scopes or scope in self.scopes
-
 
 def hash_key(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode()).hexdigest()
@@ -128,7 +124,8 @@ class KeyStore:
         s.flush()
         return _record(key)
 
-    def list(self) -> list[KeyRecord]:
+    def list_keys(self) -> list[KeyRecord]:
+        """Every key, revoked ones included, oldest first."""
         with self.sessions() as s:
             return [_record(k) for k in s.scalars(select(ApiKey).order_by(ApiKey.id))]
 

@@ -35,7 +35,7 @@ def serve(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     uvicorn.run(
-        "service.main:create_app",
+        "service.api.main:create_app",
         factory=True,
         host=host or settings.host,
         port=port or settings.port,
@@ -73,7 +73,7 @@ def keys_create(
 def keys_list() -> None:
     """List keys (never their secrets)."""
     table = Table("id", "name", "prefix", "scopes", "created", "last used", "revoked")
-    for k in _keystore().list():
+    for k in _keystore().list_keys():
         table.add_row(
             str(k.id),
             k.name,

@@ -54,7 +54,7 @@ def _crop_landmarks(meta: dict, src_template: np.ndarray) -> np.ndarray:
 
 def realign(crop: np.ndarray, meta: dict, target: Alignment) -> np.ndarray:
     """``crop`` as the model with alignment ``target`` expects it (unchanged when already so)."""
-    dst_size = tuple(int(v) for v in target.size)
+    dst_size = target.size
     dst_template = np.asarray(target.template, dtype=np.float64)
     src = meta.get("alignment") if isinstance(meta, dict) else None
     if not src:

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from service.errors import FaceGateError
-from service.pipeline.pipeline import FaceSelection
 from service.recognition import Caller, Recognizer
 from service.schemas import EnrollOptions
 
@@ -45,7 +44,7 @@ def enroll_directory(
                 opts = EnrollOptions(
                     name=folder.name.replace("_", " "),
                     person_id=folder.name,
-                    face_selection=FaceSelection.largest if largest_face else FaceSelection.single,
+                    face_selection="largest" if largest_face else "single",
                     allow_duplicate=allow_duplicate,
                     replace=replace,
                 )

@@ -1,6 +1,6 @@
 """Typed domain errors. Each carries its HTTP status and a stable machine-readable ``code``.
 
-The HTTP layer (``service.problems``) turns them into RFC 9457 problem+json responses; the domain
+The HTTP layer (``service.api.problems``) turns them into RFC 9457 problem+json responses; the domain
 never builds responses itself.
 """
 

@@ -12,7 +12,7 @@ watching is on) runs in a background thread while the current model keeps answer
 4. catch up on the change log since step 2 began (covers writes by processes that are not
    replicas, e.g. a CLI, and replication being off);
 5. switch: ``current`` is one attribute, replaced in one assignment. A request reads it once
-   (``deps.get_recognizer``), so each answer is computed with one model version, which the
+   (``service.api.deps.get_recognizer``), so each answer is computed with one model version, which the
    response reports. Enrolments still in flight on the old version commit, and their listener
    refreshes V, so nothing enrolled during the swap is lost.
 
@@ -109,9 +109,9 @@ class ModelLifecycle:
         self.providers = providers
         self.feed = feed
         self._lock = threading.Lock()
-        self._current: Recognizer | None = None
+        self._current: Recognizer[SyncedGallery] | None = None
         self._entry: ModelEntry | None = None
-        self._shadow: Recognizer | None = None
+        self._shadow: Recognizer[SyncedGallery] | None = None
         self._previous: str | None = None
         self._job: SwapJob | None = None
         self._seen: set[str] = set()
@@ -122,7 +122,7 @@ class ModelLifecycle:
 
     # ---- building ----
 
-    def build(self, entry: ModelEntry) -> Recognizer:
+    def build(self, entry: ModelEntry) -> Recognizer[SyncedGallery]:
         embedder = Embedder(entry.folder, self.providers, self.settings.intra_op_threads)
         gallery = SyncedGallery(
             self.sessions,
@@ -135,7 +135,7 @@ class ModelLifecycle:
         pipeline = FacePipeline(self.detector, embedder, self.settings.max_image_pixels)
         return Recognizer(pipeline, gallery, self.settings, self.metrics)
 
-    def start(self) -> Recognizer:
+    def start(self) -> Recognizer[SyncedGallery]:
         """Load the start-up version (``active.json``, else ``FACEGATE_MODEL``) and its gallery."""
         entry = startup_entry(self.models_dir, self.settings.model)
         rec = self.build(entry)
@@ -159,12 +159,12 @@ class ModelLifecycle:
         return rec
 
     @property
-    def current(self) -> Recognizer:
+    def current(self) -> Recognizer[SyncedGallery]:
         if self._current is None:
             raise RuntimeError("the model lifecycle has not started")
         return self._current
 
-    def current_with_entry(self) -> tuple[Recognizer, ModelEntry]:
+    def current_with_entry(self) -> tuple[Recognizer[SyncedGallery], ModelEntry]:
         """The recognizer answering now and its registry entry, read together."""
         with self._lock:
             if self._current is None or self._entry is None:
@@ -176,7 +176,7 @@ class ModelLifecycle:
     def live_galleries(self) -> list[SyncedGallery]:
         with self._lock:
             recs = [r for r in (self._current, self._shadow) if r is not None]
-        return [r.gallery for r in recs]  # type: ignore[misc]
+        return [r.gallery for r in recs]
 
     def apply_changes(self, person_ids: list[str]) -> None:
         """Changes read from the change log (this or another replica): refresh every live gallery."""

@@ -1,11 +1,11 @@
-"""Prometheus metrics: per-route request counts and latencies, scores, gallery size, stage times."""
+"""Prometheus metrics: per-route request counts and latencies, scores, gallery size, stage times.
+
+The HTTP middleware that fills the request counters is ``service.api.metrics``.
+"""
 
 from __future__ import annotations
 
-import time
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _SCORE_BUCKETS = tuple(i / 20 for i in range(1, 21))
 _LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -44,32 +44,3 @@ class Metrics:
     def observe_stages(self, stages: dict[str, float]) -> None:
         for name, ms in stages.items():
             self.stage.labels(name).observe(ms / 1000.0)
-
-
-class MetricsMiddleware:
-    """Counts and times each request under its route template (not the raw path)."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = {"code": 500}
-
-        async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            route = scope.get("route")
-            path = getattr(route, "path", None) or "unmatched"
-            method = scope["method"]
-            self.metrics.requests.labels(path, method, str(status["code"])).inc()
-            self.metrics.latency.labels(path, method).observe(time.perf_counter() - start)

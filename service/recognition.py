@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from typing import Generic, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -14,17 +14,21 @@ from service.decisions import Scored, identify_outcome, identify_threshold, veri
 from service.errors import DuplicateFace, LowQuality
 from service.gallery.audit import record as audit
 from service.gallery.gallery import Gallery
+from service.gallery.records import PersonRecord
+from service.gallery.tables import as_utc
 from service.metrics import Metrics
-from service.pipeline.pipeline import EmbeddedFace, FacePipeline, FaceSelection, Timings
+from service.pipeline.pipeline import EmbeddedFace, FacePipeline, FaceSelection, Photo, Timings
 from service.pipeline.quality import QualityLimits, assess
 from service.schemas import (
     CandidateOut,
     EnrollOptions,
     EnrollOut,
+    FaceOut,
     IdentifyFaceOut,
     IdentifyOptions,
     IdentifyOut,
     PersonOut,
+    QualityOut,
     VerifyOptions,
     VerifyOut,
 )
@@ -39,17 +43,12 @@ class Caller:
     key_name: str
 
 
-def _utc(t: datetime) -> datetime:
-    """SQLite hands back naive datetimes; every stored time is UTC."""
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
-
-
-def person_out(record) -> PersonOut:
+def person_out(record: PersonRecord) -> PersonOut:
     return PersonOut(
         person_id=record.person_id,
         name=record.name,
-        created_at=_utc(record.created_at),
-        updated_at=_utc(record.updated_at),
+        created_at=as_utc(record.created_at),
+        updated_at=as_utc(record.updated_at),
         model_versions=list(record.model_versions),
     )
 
@@ -60,11 +59,18 @@ def _png(crop: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-class Recognizer:
-    """One model version's pipeline and gallery, with the service's decision settings."""
+GalleryT = TypeVar("GalleryT", bound=Gallery)
+
+
+class Recognizer(Generic[GalleryT]):
+    """One model version's pipeline and gallery, with the service's decision settings.
+
+    Generic in the gallery's class, so that the model lifecycle, whose galleries are
+    ``SyncedGallery``, reaches their sync methods with their types.
+    """
 
     def __init__(
-        self, pipeline: FacePipeline, gallery: Gallery, settings: Settings, metrics: Metrics
+        self, pipeline: FacePipeline, gallery: GalleryT, settings: Settings, metrics: Metrics
     ) -> None:
         self.pipeline = pipeline
         self.gallery = gallery
@@ -82,7 +88,7 @@ class Recognizer:
     def version(self) -> str:
         return self.card.version
 
-    def _process(self, data: bytes, selection: FaceSelection):
+    def _process(self, data: bytes, selection: FaceSelection) -> Photo:
         timings = Timings()
         photo = self.pipeline.process(data, selection, timings)
         self.metrics.observe_stages(timings.stages)
@@ -148,8 +154,8 @@ class Recognizer:
         self.metrics.gallery_size.set(self.gallery.size())
         return EnrollOut(
             person=person_out(record),
-            face=face.face.to_dict(),
-            quality=quality.to_dict(),
+            face=FaceOut.of(face.face),
+            quality=QualityOut.of(quality),
             model_version=self.version,
             replaced=replaced,
         )
@@ -184,7 +190,7 @@ class Recognizer:
             threshold=threshold.score,
             similarity=similarity,
             model_version=self.version,
-            face=face.face.to_dict(),
+            face=FaceOut.of(face.face),
             threshold_basis=threshold.basis,
         )
 
@@ -208,7 +214,7 @@ class Recognizer:
                     person=candidates[0] if result == "match" else None,
                     score=best.score if best else None,
                     candidates=candidates,
-                    face=face.face.to_dict(),
+                    face=FaceOut.of(face.face),
                 )
             )
             if best is not None:

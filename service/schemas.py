@@ -7,7 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.pipeline.face import Face
 from service.pipeline.pipeline import FaceSelection
+from service.pipeline.quality import QualityReport
 
 PERSON_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$"
 
@@ -63,12 +65,20 @@ class FaceOut(BaseModel):
     score: float = Field(description="detector confidence")
     landmarks: list[list[float]]
 
+    @classmethod
+    def of(cls, face: Face) -> FaceOut:
+        return cls.model_validate(face.to_dict())
+
 
 class QualityOut(BaseModel):
     eye_distance: float
     sharpness: float
     yaw: float
     detection_score: float
+
+    @classmethod
+    def of(cls, report: QualityReport) -> QualityOut:
+        return cls.model_validate(report.to_dict())
 
 
 class PersonOut(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -53,7 +54,7 @@ class AppState:
 
 
 def ensure_keys(keys: KeyStore, settings: Settings) -> str | None:
-    """Make sure an admin key exists; returns a newly created key's plaintext (to print once)."""
+    """Make sure an admin key exists; returns a newly created key's plaintext (to show once)."""
     if settings.admin_key:
         keys.ensure(settings.admin_key, "admin (FACEGATE_ADMIN_KEY)", {"admin"})
         return None
@@ -61,6 +62,19 @@ def ensure_keys(keys: KeyStore, settings: Settings) -> str | None:
         plaintext, _ = keys.create("initial admin", {"admin"})
         return plaintext
     return None
+
+
+def show_created_key(plaintext: str) -> None:
+    """Show the admin key created at the first start on standard output, once.
+
+    This is the service's one console write outside its CLI, by design: the key is written
+    out rather than logged because this is the only time it is ever shown, and a secret must
+    not reach the logs.
+    """
+    sys.stdout.write(
+        f"\nFaceGate created an admin API key (shown once, store it now):\n\n    {plaintext}\n\n"
+    )
+    sys.stdout.flush()
 
 
 def build_state(settings: Settings, metrics: Metrics) -> AppState:
@@ -71,10 +85,7 @@ def build_state(settings: Settings, metrics: Metrics) -> AppState:
     keys = KeyStore(sessions)
     created = ensure_keys(keys, settings)
     if created:
-        # Printed, not logged: this is the only time the key is ever shown.
-        print(
-            f"\nFaceGate created an admin API key (shown once, store it now):\n\n    {created}\n", flush=True
-        )
+        show_created_key(created)
     providers = choose_providers(settings.execution_provider)
     detector = FaceDetector(
         settings.models_dir,

@@ -64,7 +64,7 @@ def test_service_stage_installs_in_a_fresh_venv_without_torch(tmp_path: Path) ->
     python, bin_dir = venv / "bin" / "python", venv / "bin"
     _run([str(bin_dir / "pip"), "install", "-q", "--no-index", *map(str, sorted(wheels.glob("*.whl")))])
 
-    probe = "import importlib.util as u, service.main, service.cli; print(u.find_spec('torch') is None)"
+    probe = "import importlib.util as u, service.api.main, service.cli; print(u.find_spec('torch') is None)"
     assert _run([str(python), "-c", probe], cwd=tmp_path).stdout.strip() == "True"
     assert "serve" in _run([str(bin_dir / "facegate"), "--help"], cwd=tmp_path).stdout
     env = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 import json
 import logging
 import threading
@@ -234,7 +233,8 @@ class Gallery:
         with self.session_factory() as s:
             return queries.get_record(s, person_id)
 
-    def list(self, offset: int, limit: int, query: str | None) -> tuple[list[PersonRecord], int]:
+    def page(self, offset: int, limit: int, query: str | None) -> tuple[list[PersonRecord], int]:
+        """Up to ``limit`` people from ``offset``, matching ``query`` when given, and the total matching."""
         with self.session_factory() as s:
             return queries.list_records(s, offset, limit, query)
 
@@ -254,10 +254,10 @@ class Gallery:
             raise queries.not_found(person_id)
         return vector
 
-    def search(self, vector: np.ndarray, k: int) -> builtins.list[Candidate]:
+    def search(self, vector: np.ndarray, k: int) -> list[Candidate]:
         """Up to ``k`` people, best first, one entry per person."""
         sims, ids = self.index.search(np.asarray(vector, np.float32).reshape(1, -1), k)
-        out: builtins.list[Candidate] = []
+        out: list[Candidate] = []
         seen: set[str] = set()
         for sim, i in zip(sims[0].tolist(), ids[0].tolist()):
             who = self._by_id.get(i) if i >= 0 else None

@@ -3,7 +3,7 @@
 The cascade follows facenet-pytorch's ``detect_face`` (same pyramid, thresholds, NMS, regression
 and "area" resampling, fed the same normalised RGB) with one deliberate difference: boxes that
 reach past the image border are cropped with black padding, as in the original MTCNN, instead of
-being clipped and stretched. The ONNX files come from ``training/convert_mtcnn.py``.
+being clipped and stretched. The ONNX files come from ``training/tools/mtcnn.py``.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class FaceDetector:
         if missing:
             raise FileNotFoundError(
                 f"MTCNN models missing in {folder}: {', '.join(missing)} "
-                "(create them with `python -m training.convert_mtcnn --wheel <facenet_pytorch wheel>`)"
+                "(create them with `facegate-train convert-mtcnn --wheel <facenet_pytorch wheel>`)"
             )
         self.min_face_size = min_face_size
         self.max_side = max_side
@@ -102,7 +102,7 @@ class FaceDetector:
         boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, width)
         boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, height)
         faces = [
-            Face(box=tuple(float(v) for v in b[:4]), score=float(b[4]), landmarks=p)
+            Face(box=(float(b[0]), float(b[1]), float(b[2]), float(b[3])), score=float(b[4]), landmarks=p)
             for b, p in zip(boxes, points, strict=True)
         ]
         return sorted(faces, key=lambda f: f.area, reverse=True)

@@ -55,7 +55,7 @@ class FacePipeline:
         self.max_pixels = max_pixels
         card = embedder.card
         self.template = np.asarray(card.alignment.template, dtype=np.float64)
-        self.crop_size = tuple(card.alignment.size)
+        self.crop_size = card.alignment.size
 
     def align(self, rgb: np.ndarray, face: Face) -> np.ndarray:
         return align_face(rgb, face.landmarks, self.template, self.crop_size)

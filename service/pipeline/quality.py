@@ -60,12 +60,12 @@ def yaw_asymmetry(landmarks: np.ndarray) -> float:
     """
     left, right, nose = (np.asarray(landmarks[i], dtype=np.float64) for i in range(3))
     axis = right - left
-    half = np.linalg.norm(axis) / 2.0
+    half = float(np.linalg.norm(axis)) / 2.0
     if half < 1e-6:
         return 1.0
     t = float(np.dot(nose - left, axis) / np.dot(axis, axis))
     offset = abs(t - 0.5) * 2.0 * half
-    return float(min(offset / half, 1.0))
+    return min(offset / half, 1.0)
 
 
 def assess(face: Face, crop: np.ndarray, limits: QualityLimits) -> QualityReport:

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from service.main import create_app
+from service.api.main import create_app
 from service.settings import Settings
 
 ADMIN_KEY = "fg_test_admin_key_0123456789abcdef0123456789"

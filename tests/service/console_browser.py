@@ -14,8 +14,8 @@ import pytest
 import uvicorn
 from PIL import Image
 
-from service.main import create_app
-from service.routes.console import mount_console
+from service.api.main import create_app
+from service.api.routes.console import mount_console
 from service.settings import Settings
 from tests.service.conftest import ADMIN_KEY
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service.main import create_app
+from service.api.main import create_app
 from service.model_card import ModelCard, load_card, write_card
 from service.settings import Settings
 

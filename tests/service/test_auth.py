@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from sqlalchemy import text, update
+from starlette.requests import Request
 
+from service.api.deps import require
 from service.auth import SCOPES, KeyStore, hash_key
-from service.errors import NotFound
+from service.errors import Forbidden, NotFound
 from service.gallery.db import make_engine, session_factory
 from service.gallery.tables import ApiKey
+from service.recognition import Caller
+from service.settings import Settings
+from service.state import ensure_keys, show_created_key
 from tests.service.storage_helpers import snapshot
 
 
@@ -36,7 +43,7 @@ def test_create_and_authenticate(keys):
     )
     for wrong in wrongs:
         assert keys.authenticate(wrong) is None
-    assert [k.id for k in keys.list()] == [record.id] and keys.count_active() == 1
+    assert [k.id for k in keys.list_keys()] == [record.id] and keys.count_active() == 1
     assert keys.get(record.id).created_at.tzinfo is not None
 
 
@@ -50,12 +57,21 @@ def test_keys_are_hashed_at_rest(keys):
     assert stored == (hash_key(plaintext), plaintext[:8])
 
 
+def _authorise(keys: KeyStore, plaintext: str, scope: str) -> Caller:
+    """What the API's scope dependency answers for this key (the check every route runs)."""
+    request = Request({"type": "http", "headers": [(b"x-api-key", plaintext.encode())]})
+    return require(scope)(request, SimpleNamespace(keys=keys))
+
+
 def test_scopes_admin_implies_all_and_unknown_scopes_are_refused(keys):
     assert SCOPES == {"enroll", "verify", "admin"}
-    _, admin = keys.create("root", {"admin"})
-    _, door = keys.create("door", {"verify"})
-    assert all(admin.allows(s) for s in SCOPES)
-    assert door.allows("verify") and not door.allows("enroll") and not door.allows("admin")
+    admin_key, _ = keys.create("root", {"admin"})
+    door_key, _ = keys.create("door", {"verify"})
+    assert all(_authorise(keys, admin_key, s).key_name == "root" for s in SCOPES)
+    assert _authorise(keys, door_key, "verify").key_name == "door"
+    for scope in ("enroll", "admin"):
+        with pytest.raises(Forbidden, match=f"lacks the '{scope}' scope"):
+            _authorise(keys, door_key, scope)
     for bad in ({"root"}, set(), {"verify", "everything"}):
         with pytest.raises(ValueError, match="valid: admin, enroll, verify"):
             keys.create("bad", bad)
@@ -93,7 +109,7 @@ def test_ensure_is_idempotent_and_reactivates(keys):
     key = "fg_fixed_admin_key_for_scripts_0001"
     first = keys.ensure(key, "admin (env)", {"admin"})
     second = keys.ensure(key, "admin (env)", {"admin"})
-    assert first.id == second.id and keys.count_active() == 1 and len(keys.list()) == 1
+    assert first.id == second.id and keys.count_active() == 1 and len(keys.list_keys()) == 1
     keys.revoke(first.id)
     assert keys.authenticate(key) is None
     assert keys.ensure(key, "admin (env)", {"admin"}).id == first.id
@@ -111,3 +127,13 @@ def test_keys_sharing_a_prefix_are_told_apart(keys):
     assert keys.authenticate("fg_SAMEprefix_key_number_one").id == a.id
     assert keys.authenticate("fg_SAMEprefix_key_number_two").id == b.id
     assert keys.authenticate("fg_SAMEprefix_key_number_six") is None
+
+
+def test_first_start_creates_an_admin_key_and_shows_it_once(keys, capsys):
+    settings = Settings(admin_key=None)
+    created = ensure_keys(keys, settings)
+    assert created is not None and keys.authenticate(created).scopes == {"admin"}
+    assert ensure_keys(keys, settings) is None and keys.count_active() == 1  # a restart: no new key
+    show_created_key(created)
+    out = capsys.readouterr().out
+    assert out.count(created) == 1 and "shown once" in out

@@ -66,24 +66,24 @@ def test_list_paginates_in_creation_order_and_filters(gallery):
     names = ["Ada Lovelace", "alan turing", "Grace 100%", "Edsger_W", "Barbara"]
     for i, name in enumerate(names):
         enroll(gallery, make_enrolment(rng, f"id-{i}", name))
-    page, total = gallery.list(0, 2, None)
+    page, total = gallery.page(0, 2, None)
     assert total == 5 and [p.person_id for p in page] == ["id-0", "id-1"]
-    page, total = gallery.list(2, 2, None)
+    page, total = gallery.page(2, 2, None)
     assert [p.person_id for p in page] == ["id-2", "id-3"]
-    assert [p.person_id for p in gallery.list(4, 10, None)[0]] == ["id-4"]
-    assert gallery.list(10, 10, None) == ([], 5)
-    assert {p.name for p in gallery.list(0, 10, "A")[0]} == {
+    assert [p.person_id for p in gallery.page(4, 10, None)[0]] == ["id-4"]
+    assert gallery.page(10, 10, None) == ([], 5)
+    assert {p.name for p in gallery.page(0, 10, "A")[0]} == {
         "Ada Lovelace",
         "alan turing",
         "Grace 100%",
         "Barbara",
     }
-    assert [p.person_id for p in gallery.list(0, 10, "ID-3")[0]] == ["id-3"]
-    assert [p.name for p in gallery.list(0, 10, "0%")[0]] == ["Grace 100%"]  # % is literal
-    assert [p.name for p in gallery.list(0, 10, "r_w")[0]] == ["Edsger_W"]  # _ is literal
-    assert gallery.list(0, 10, "e_g")[1] == 0
+    assert [p.person_id for p in gallery.page(0, 10, "ID-3")[0]] == ["id-3"]
+    assert [p.name for p in gallery.page(0, 10, "0%")[0]] == ["Grace 100%"]  # % is literal
+    assert [p.name for p in gallery.page(0, 10, "r_w")[0]] == ["Edsger_W"]  # _ is literal
+    assert gallery.page(0, 10, "e_g")[1] == 0
     with pytest.raises(ValueError):
-        gallery.list(-1, 10, None)
+        gallery.page(-1, 10, None)
 
 
 def test_search_returns_one_entry_per_person_and_handles_small_galleries(gallery):
@@ -133,7 +133,7 @@ def test_already_enrolled_and_invalid_input_change_nothing(gallery):
             with pytest.raises(PersonNotFound):
                 call(nobody)
     with pytest.raises(InvalidRequest):
-        gallery.list(0, 10, "nul\x00")
+        gallery.page(0, 10, "nul\x00")
     assert (snapshot(engine), gallery.index.ids()) == before
     assert_index_equals_database(gallery)
 

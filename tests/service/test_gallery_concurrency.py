@@ -93,7 +93,7 @@ def test_thread_hammer_keeps_index_equal_to_database(gallery):
     restarted = new_gallery(gallery)
     restarted.load()
     assert restarted.index.ids() == gallery.index.ids()
-    page, total = gallery.list(0, 100, None)
+    page, total = gallery.page(0, 100, None)
     assert total == gallery.size() == len(page)
 
 
@@ -131,7 +131,7 @@ def test_index_left_stale_is_reported_and_repaired_before_the_next_write(gallery
         gallery.delete("a")
     monkeypatch.undo()
     gallery.delete("a")  # reloads first, then deletes
-    assert not gallery.stale and [p.person_id for p in gallery.list(0, 10, None)[0]] == ["b"]
+    assert not gallery.stale and [p.person_id for p in gallery.page(0, 10, None)[0]] == ["b"]
     assert_index_equals_database(gallery)
 
 

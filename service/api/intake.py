@@ -12,8 +12,8 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api.problems import problem
 from service.errors import ImageTooLarge, InvalidRequest
-from service.problems import problem
 
 Options = TypeVar("Options", bound=BaseModel)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from service.deps import AdminCaller, RecognizerDep
+from service.api.deps import AdminCaller, RecognizerDep
 from service.gallery.audit import record as audit
 from service.recognition import person_out
 from service.schemas import PERSON_ID_PATTERN, PeoplePage, PersonOut
@@ -25,7 +25,7 @@ def list_people(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     q: Annotated[str | None, Query(max_length=200, description="name or person_id contains")] = None,
 ) -> PeoplePage:
-    records, total = recognizer.gallery.list(offset, limit, q)
+    records, total = recognizer.gallery.page(offset, limit, q)
     return PeoplePage(items=[person_out(r) for r in records], total=total, offset=offset, limit=limit)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from service.deps import AdminCaller, StateDep
+from service.api.deps import AdminCaller, StateDep
 from service.errors import InvalidRequest
 from service.gallery.audit import record as audit
 from service.schemas import CreatedKeyOut, KeyCreate, KeyOut
@@ -26,7 +26,7 @@ def key_out(record) -> dict:
 
 @router.get("", response_model=list[KeyOut])
 def list_keys(state: StateDep, caller: AdminCaller) -> list[dict]:
-    return [key_out(k) for k in state.keys.list()]
+    return [key_out(k) for k in state.keys.list_keys()]
 
 
 @router.post("", response_model=CreatedKeyOut, status_code=201)

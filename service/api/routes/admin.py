@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Form, Path, Query, UploadFile
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from service.deps import AdminCaller, StateDep
+from service.api.deps import AdminCaller, StateDep
 from service.gallery.audit import record as audit
 from service.org_calibration import calibrate_and_publish, read_zip
 

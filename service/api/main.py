@@ -8,11 +8,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service import __version__, problems
-from service.intake import BodyLimitMiddleware
-from service.metrics import Metrics, MetricsMiddleware
-from service.routes import admin, keys, people, recognition, system
-from service.routes.console import mount_console
+from service import __version__
+from service.api import problems
+from service.api.intake import BodyLimitMiddleware
+from service.api.metrics import MetricsMiddleware
+from service.api.routes import admin, keys, people, recognition, system
+from service.api.routes.console import mount_console
+from service.metrics import Metrics
 from service.settings import Settings, get_settings
 from service.state import build_state
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from service.deps import EnrollCaller, RecognizerDep, StateDep, VerifyCaller
-from service.intake import read_photo_request
-from service.routes.openapi import photo_body
+from service.api.deps import EnrollCaller, RecognizerDep, StateDep, VerifyCaller
+from service.api.intake import read_photo_request
+from service.api.routes.openapi import photo_body
 from service.schemas import (
     EnrollJSON,
     EnrollOptions,

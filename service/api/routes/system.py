@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.deps import AdminCaller, AnyCaller, StateDep, get_state
+from service.api.deps import AdminCaller, AnyCaller, StateDep, get_state
 from service.errors import NotReady
 from service.schemas import WhoAmI
 

@@ -1,0 +1,1 @@
+"""The HTTP layer: the FastAPI app, its dependencies, middleware, problem+json errors and routes."""
