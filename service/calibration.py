@@ -5,12 +5,13 @@
 * ``far_table``: for each false-accept rate ``f`` the similarity ``t`` such that at most a share
   ``f`` of impostor pairs score at or above ``t``, estimated from every cross-identity pair of
   labelled image sets, so that /identify can look up ``f = FPIR / N``. A rate is tabulated only
-  when at least ``min_tail`` impostor pairs lie above its threshold.
+  when at least ``min_tail`` impostor pairs lie above its threshold (``measured_far_table``: the
+  one policy for the strict end, used by every calibration).
 
 Similarities are accumulated in a histogram of width ``1e-5`` on [-1, 1]; a threshold is the
 upper edge of its bin, so it errs on the strict side by less than 1e-5.
 
-``training.calibrate`` re-exports these names; the service never imports torch.
+``training.evaluation.calibration`` re-exports these names; the service never imports torch.
 """
 
 from __future__ import annotations
@@ -116,6 +117,32 @@ class ImpostorTail:
         return [FarPoint(far=f, similarity=round(self.threshold_at(f), 6)) for f in rows]
 
 
+def measured_far_table(
+    tail: ImpostorTail, fars: Sequence[float] = FAR_GRID, min_tail: int = 10
+) -> tuple[list[FarPoint], str]:
+    """The false-accept table of a model version and the sentence its card states about it.
+
+    The one policy for the strict end: every threshold comes from impostor pairs that were
+    measured for this model version, and only for the rates those pairs support (at least
+    ``min_tail`` pairs above the threshold). Where the data cannot support a rate the table
+    stops; nothing is inherited from a parent model or another calibration. The service uses the
+    strictest measured threshold below that and says so in the decision's ``threshold_basis``.
+    """
+    table = tail.far_table(fars, min_tail)
+    if not table:
+        return [], f"{tail.total} impostor pairs are too few to tabulate any false-accept rate"
+    strictest = table[-1].far
+    note = f"far_table measured on {tail.total} impostor pairs down to {strictest:g}"
+    finer = [f for f in fars if f < strictest]
+    if finer:
+        need = int(np.ceil(min_tail / max(finer)))
+        note += (
+            f"; stricter rates are not tabulated (the next, {max(finer):g}, needs at least {need} "
+            f"impostor pairs: {min_tail} above its threshold)"
+        )
+    return table, note
+
+
 def make_calibration(
     genuine_scores: np.ndarray,
     impostor_scores: np.ndarray,
@@ -129,9 +156,9 @@ def make_calibration(
     g = np.asarray(genuine_scores, dtype=np.float64)
     i = np.asarray(impostor_scores, dtype=np.float64)
     a, b = fit_logistic(np.concatenate([g, i]), np.concatenate([np.ones(len(g)), np.zeros(len(i))]))
-    table = tail.far_table(fars, min_tail)
+    table, note = measured_far_table(tail, fars, min_tail)
     if not table:
-        raise ValueError(f"{tail.total} impostor pairs are too few to tabulate any false-accept rate")
+        raise ValueError(note)
     log.info(
         "calibration a=%.4f b=%.4f from %d+%d pairs; far table down to %g",
         a,
@@ -144,35 +171,8 @@ def make_calibration(
         a=round(a, 6),
         b=round(b, 6),
         far_table=table,
-        data=data,
+        data=f"{data}; {note}",
         genuine_pairs=len(g),
         impostor_pairs=tail.total,
         **extra,
     )
-
-
-def extend_far_table(estimated: Sequence[FarPoint], previous: Sequence[FarPoint]) -> list[FarPoint]:
-    """``estimated`` rows, then the ``previous`` card's rows for rates below what the data could estimate.
-
-    An organisation's few thousand impostor pairs cannot estimate a threshold at 1e-5; rather than
-    clamping the stricter rates to a looser one, the previous (larger-sample) rows are kept there,
-    each raised to at least the strictest estimated similarity so the table stays monotone.
-    """
-    rows = sorted(estimated, key=lambda p: -p.far)
-    if not rows:
-        return sorted(previous, key=lambda p: -p.far)
-    floor_far, floor_sim = rows[-1].far, rows[-1].similarity
-    for p in sorted(previous, key=lambda p: -p.far):
-        if p.far < floor_far:
-            floor_sim = max(floor_sim, p.similarity)
-            rows.append(FarPoint(far=p.far, similarity=floor_sim))
-    return rows
-
-
-def rates_at(genuine: np.ndarray, impostor: np.ndarray, similarity: float) -> tuple[float, float]:
-    """``(false-accept rate, false-reject rate)`` when pairs with similarity ``>= similarity`` are accepted."""
-    g = np.asarray(genuine, dtype=np.float64)
-    i = np.asarray(impostor, dtype=np.float64)
-    far = float(np.mean(i >= similarity)) if len(i) else float("nan")
-    frr = float(np.mean(g < similarity)) if len(g) else float("nan")
-    return far, frr

@@ -19,7 +19,19 @@ def verify_threshold(cal: Calibration, target_far: float, explicit_score: float 
     if explicit_score is not None:
         return Threshold(explicit_score, cal.similarity_for_score(explicit_score), None, "set explicitly")
     sim = cal.similarity_at_far(target_far)
-    return Threshold(cal.score(sim), sim, target_far, f"false-accept rate {target_far:g} per comparison")
+    basis = f"false-accept rate {target_far:g} per comparison" + _beyond_table(cal, target_far)
+    return Threshold(cal.score(sim), sim, target_far, basis)
+
+
+def _beyond_table(cal: Calibration, far: float) -> str:
+    """The caveat when ``far`` is stricter than the calibration measured (its table stops there)."""
+    strictest = cal.strictest_far
+    if far >= strictest:
+        return ""
+    return (
+        f" (stricter than the {strictest:g} this model's calibration measured: its threshold at "
+        f"{strictest:g} is used, so the stated rate is not guaranteed)"
+    )
 
 
 def identify_threshold(cal: Calibration, target_fpir: float, gallery_size: int) -> Threshold:
@@ -34,7 +46,7 @@ def identify_threshold(cal: Calibration, target_fpir: float, gallery_size: int) 
     basis = (
         f"false-positive identification rate {target_fpir:g} over a gallery of {n} "
         f"-> false-accept rate {far:.3g} per comparison"
-    )
+    ) + _beyond_table(cal, far)
     return Threshold(cal.score(sim), sim, far, basis)
 
 

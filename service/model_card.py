@@ -60,6 +60,11 @@ class Calibration(_Frozen):
     def similarity_for_score(self, score: float) -> float:
         return (math.log(score / (1.0 - score)) - self.b) / self.a
 
+    @property
+    def strictest_far(self) -> float:
+        """The smallest false-accept rate the table was measured for."""
+        return min(p.far for p in self.far_table)
+
     def similarity_at_far(self, far: float) -> float:
         """Similarity threshold for a per-comparison false-accept rate (log-linear interpolation).
 

@@ -8,10 +8,12 @@ identity are a genuine pair and every two photos of different identities an impo
 unless the folder holds a ``pairs.csv`` (columns ``a,b,same``, paths relative to the folder),
 which then lists the pairs to use.
 
-Output: logistic ``a, b`` fitted on those pairs, and the false-accept table estimated from the
-impostor pairs for the rates they can support (at least 10 impostor pairs above a threshold).
-Stricter rates, which a few hundred photos cannot estimate, keep the previous card's thresholds
-(never looser than the strictest estimated one). The result is a new model version sharing the
+Output: logistic ``a, b`` fitted on those pairs, and the false-accept table measured on the
+impostor pairs for the rates they can support (at least 10 impostor pairs above a threshold;
+``service.calibration.measured_far_table``). Stricter rates, which a few hundred photos cannot
+estimate, are not tabulated: the card says where the table stops, nothing is inherited from the
+previous card, and the report says whether the table reaches the rate /identify needs for the
+gallery. The result is a new model version sharing the
 model's ONNX file (hard link), with the report in ``calibration_report.json``; activate it like
 any version. The report gives the false-accept and false-reject rates measured on the data at
 the new /verify threshold.
@@ -28,7 +30,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from service.calibration import FAR_GRID, ImpostorTail, extend_far_table, fit_logistic
+from service.calibration import FAR_GRID, ImpostorTail, fit_logistic, measured_far_table
 from service.errors import FaceGateError, InvalidRequest
 from service.model_card import Calibration
 from service.model_registry import ModelEntry, derived_card, new_version, publish_card_version, read_entry
@@ -167,9 +169,7 @@ def _scores(emb: Embedded, pairs, rng: np.random.Generator) -> tuple[np.ndarray,
     return np.concatenate(genuine) if genuine else np.zeros(0), impostor, tail
 
 
-def calibrate(
-    emb: Embedded, data: LabelledSet, previous: Calibration, target_far: float, seed: int = 0
-) -> dict:
+def calibrate(emb: Embedded, data: LabelledSet, target_far: float, seed: int = 0) -> dict:
     """The new calibration and its report (FAR and FRR measured at the new thresholds)."""
     genuine, impostor, tail = _scores(emb, data.pairs, np.random.default_rng(seed))
     if len(genuine) < MIN_GENUINE or tail.total < MIN_IMPOSTOR:
@@ -185,16 +185,17 @@ def calibrate(
     )
     if a <= 0:
         raise InvalidRequest("on these photos genuine pairs do not score higher than impostor pairs")
-    estimated = tail.far_table(FAR_GRID, MIN_TAIL)
+    estimated, note = measured_far_table(tail, FAR_GRID, MIN_TAIL)
+    if not estimated:
+        raise InvalidRequest(note, genuine_pairs=len(genuine), impostor_pairs=tail.total)
     source = "pairs.csv" if data.pairs is not None else "all pairs of a labelled folder"
     calibration = Calibration(
         a=round(a, 6),
         b=round(b, 6),
-        far_table=extend_far_table(estimated, previous.far_table),
+        far_table=estimated,
         data=(
             f"organisation's own photos ({source}): {len(emb.keys)} photos of {len(set(emb.identities))} "
-            f"people, {len(genuine)} genuine + {tail.total} impostor pairs; far_table estimated down to "
-            f"{estimated[-1].far:g}, stricter rates kept from the previous card ({previous.data[:120]})"
+            f"people, {len(genuine)} genuine pairs; {note}"
         ),
         genuine_pairs=len(genuine),
         impostor_pairs=tail.total,
@@ -234,7 +235,7 @@ def calibrate_and_publish(
 ) -> dict:
     """Calibrate ``entry``'s model on ``data`` and publish the result as a new version."""
     emb = embed_set(pipeline, data)
-    result = calibrate(emb, data, entry.card.calibration, target_far)
+    result = calibrate(emb, data, target_far)
     version = new_version(entry.version, "cal")
     report = {"version": version, "based_on": entry.version, **result["report"]}
     card = derived_card(

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from service.calibration import ImpostorTail, extend_far_table, rates_at
+from service.calibration import ImpostorTail, measured_far_table
 from service.cli import app as cli
-from service.model_card import FarPoint, load_card
+from service.decisions import identify_threshold, verify_threshold
+from service.model_card import Calibration, FarPoint, load_card
 from service.org_calibration import _labelled
 from tests.service.api_helpers import assert_problem
 from tests.service.lifecycle_helpers import private_models, start_client
@@ -74,7 +75,10 @@ def test_calibrate_publishes_a_new_card_version_and_reports_far_frr(setup, label
     assert card.sha256 == before["sha256"] and card.parent_version == before["version"]
     assert card.calibration.a == report["a"] and card.calibration.genuine_pairs == report["genuine_pairs"]
     fars = [p.far for p in card.calibration.far_table]
-    assert fars == sorted(fars, reverse=True) and fars[-1] <= 1e-5  # stricter rows kept from before
+    assert fars == sorted(fars, reverse=True)
+    # measured on this calibration's own impostor pairs only: the table stops where they do
+    assert fars[-1] * report["impostor_pairs"] >= 10 and fars[-1] == report["far_estimated_down_to"]
+    assert "not tabulated" in card.calibration.data and "previous" not in card.calibration.data
     sims = [p.similarity for p in card.calibration.far_table]
     assert sims == sorted(sims)
     assert json.loads((folder / "calibration_report.json").read_text())["version"] == report["version"]
@@ -129,16 +133,34 @@ def test_pairs_csv_restricts_the_pairs() -> None:
     assert len(data.photos) == 6
 
 
-def test_far_table_extension_keeps_stricter_rows_monotone() -> None:
-    estimated = [FarPoint(far=1e-1, similarity=0.5), FarPoint(far=1e-2, similarity=0.7)]
-    previous = [FarPoint(far=f, similarity=s) for f, s in ((1e-2, 0.6), (1e-3, 0.65), (1e-4, 0.8))]
-    table = extend_far_table(estimated, previous)
-    assert [(p.far, p.similarity) for p in table] == [(1e-1, 0.5), (1e-2, 0.7), (1e-3, 0.7), (1e-4, 0.8)]
+def test_far_table_stops_where_the_measured_pairs_do() -> None:
+    """One policy: thresholds only from this version's own impostor pairs, at the rates they support."""
+    tail = ImpostorTail()
+    tail.add(np.random.default_rng(0).uniform(-0.5, 0.5, 20_000))  # 20,000 pairs: down to 5e-4 at 10
+    table, note = measured_far_table(tail, min_tail=10)
+    assert [p.far for p in table][-1] == 5e-4 and all(p.far * tail.total >= 10 for p in table)
+    assert "down to 0.0005" in note and "not tabulated" in note and "50000 impostor pairs" in note
+    for p in table:  # each row is the measured tail: at most far * total pairs at or above it
+        assert tail.count_above(p.similarity) <= p.far * tail.total
+    few = ImpostorTail()
+    few.add(np.zeros(5))
+    assert measured_far_table(few)[0] == []
 
 
-def test_rates_at_a_threshold() -> None:
-    genuine, impostor = np.array([0.9, 0.8, 0.4]), np.array([0.1, 0.5, 0.85, 0.2])
-    assert rates_at(genuine, impostor, 0.8) == (0.25, pytest.approx(1 / 3))
+def test_a_rate_beyond_the_table_is_stated_not_invented() -> None:
+    cal = Calibration(
+        a=10.0, b=-5.0, far_table=[FarPoint(far=1e-2, similarity=0.5), FarPoint(far=1e-3, similarity=0.6)]
+    )
+    inside = identify_threshold(cal, target_fpir=0.01, gallery_size=10)  # 1e-3 per comparison
+    assert inside.similarity == pytest.approx(0.6) and "not guaranteed" not in inside.basis
+    beyond = identify_threshold(cal, target_fpir=0.01, gallery_size=1000)  # 1e-5: not measured
+    assert beyond.similarity == pytest.approx(0.6)  # the strictest measured threshold, never looser
+    assert "stricter than the 0.001" in beyond.basis and "not guaranteed" in beyond.basis
+    assert "not guaranteed" in verify_threshold(cal, 1e-4, None).basis
+
+
+def test_impostor_tail_counts_above_a_threshold() -> None:
+    impostor = np.array([0.1, 0.5, 0.85, 0.2])
     tail = ImpostorTail()
     tail.add(impostor)
     assert tail.count_above(0.8) == 1

@@ -87,8 +87,8 @@ def folder_crops(folder: Path, card: ModelCard, models_dir: Path, work: Path) ->
         empty = Crops(np.zeros((0, h, w, 3), np.uint8), np.zeros(0, str), [])
         return empty, {"folder": str(folder), "photos": 0, "aligned": 0, "without_face": 0}
     opts = PrepareOptions(
-        size=tuple(card.alignment.size),
-        template=tuple(tuple(float(v) for v in p) for p in card.alignment.template),
+        size=card.alignment.size,
+        template=tuple((float(x), float(y)) for x, y in card.alignment.template),
         models_dir=models_dir,
     )
     build_cache(records, work, opts)

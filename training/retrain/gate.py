@@ -24,8 +24,8 @@ import torch
 
 from service.pipeline.embed import Embedder
 from training.data.augment import Augment, to_float_nchw
-from training.retrain.data import Crops
 from training.evaluation.metrics import equal_error_rate, k_fold_accuracy, roc_auc, tar_at_far
+from training.retrain.data import Crops
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,11 @@ def held_out_pairs(data: Crops, augment: Augment, seed: int) -> HeldOutPairs:
     ids = data.identities
     gi, gj = list(range(n)), list(range(n, 2 * n))  # the two views of each crop
     real = [(a, b) for a in range(n) for b in range(a + 1, n) if ids[a] == ids[b]]
-    iu, ju = np.triu_indices(n, k=1)
-    imp = ids[iu] != ids[ju]
+    # impostor pairs: every cross-identity pair of all 2n views (distinct images), so that the
+    # candidate's false-accept table is measured on as many pairs as the held-out people allow
+    both = np.concatenate([ids, ids])
+    iu, ju = np.triu_indices(2 * n, k=1)
+    imp = both[iu] != both[ju]
     iu, ju = iu[imp], ju[imp]
     if len(iu) > MAX_IMPOSTORS:
         keep = np.sort(np.random.default_rng(seed).choice(len(iu), MAX_IMPOSTORS, replace=False))
@@ -92,9 +95,9 @@ def score_pairs(model_dir: Path, pairs: HeldOutPairs) -> np.ndarray:
 
 def lfw_view1_scores(model_dir: Path, data_dir: Path, models_dir: Path, cache_dir: Path):
     """Cosine scores and labels of LFW View 1's test pairs (``pairsDevTest.txt``) through the pipeline."""
+    from training.evaluation.embedding_cache import embed_images
     from training.evaluation.evaluate import pair_scores
     from training.evaluation.pairs import read_lfw_pairs
-    from training.evaluation.embedding_cache import embed_images
 
     pairs = read_lfw_pairs(data_dir / "lfw" / "pairsDevTest.txt")
     emb = embed_images(data_dir / "lfw" / "images", pairs.keys, model_dir, models_dir, cache_dir)

@@ -36,8 +36,8 @@ from service.model_registry import ModelEntry, derived_card, new_version, publis
 from training.config import RunConfig, apply_overrides
 from training.data.augment import Augment
 from training.engine.distributed import barrier, init_distributed, shutdown
-from training.export.onnx_export import MODEL_FILE, export_onnx
 from training.engine.loop import train
+from training.export.onnx_export import MODEL_FILE, export_onnx
 from training.retrain.calibration import candidate_calibration
 from training.retrain.data import Crops, folder_crops, gallery_crops, held_out_split, write_cache
 from training.retrain.gate import gate, held_out_pairs, lfw_view1_scores, pair_metrics, reasons, score_pairs
@@ -46,7 +46,7 @@ from training.retrain.weights import MIN_PARITY, WEIGHTS_FILE, current_weights, 
 log = logging.getLogger(__name__)
 
 EXIT_PUBLISHED, EXIT_UNUSABLE, EXIT_REFUSED = 0, 2, 3
-LOSSES = {
+LOSSES: dict[str, dict[str, Any]] = {
     "triplet": {
         "loss": {"name": "triplet", "distance": "euclidean", "reducer": "nonzero_mean"},
         "miner": {"name": "batch_all"},
@@ -145,7 +145,7 @@ def _prepare(opts: RetrainOptions, work: Path, world: int) -> dict[str, Any]:
         crops, counts = folder_crops(folder, card, opts.models_dir, work / f"extra-{i}")
         parts.append(crops)
         extras.append(counts)
-    data = Crops.concat(parts, tuple(card.alignment.size))
+    data = Crops.concat(parts, card.alignment.size)
     people = sorted(set(data.identities.tolist()))
     if len(people) < opts.min_people:
         raise Unusable(
@@ -249,7 +249,7 @@ def _evaluate_and_publish(
     held_data = Crops(held["crops"], held["identities"], [])
     candidate = work / "candidate"
     backbone = backbone.cpu().eval()
-    export_onnx(backbone, tuple(parent.card.input.size), candidate, held_data.crops[:64])
+    export_onnx(backbone, parent.card.input.size, candidate, held_data.crops[:64])
     write_card(derived_card(parent.card, version, sha256=file_sha256(candidate / MODEL_FILE)), candidate)
 
     pairs = held_out_pairs(held_data, Augment(**cfg.augment.model_dump()), opts.seed)
@@ -259,11 +259,11 @@ def _evaluate_and_publish(
     curves = {
         f"held-out {k} ({v})": (s, pairs.same) for (k, s), v in zip(scores.items(), (parent.version, version))
     }
-    lfw = opts.data_dir / "lfw" / "pairsDevTest.txt" if opts.data_dir else None
-    if opts.lfw and lfw is not None and lfw.is_file():
+    data_dir = opts.data_dir
+    if opts.lfw and data_dir is not None and (data_dir / "lfw" / "pairsDevTest.txt").is_file():
         cache = work.parent / ".retrain-eval-cache"  # detections are shared between runs
         for name, folder in (("current", parent.folder), ("candidate", candidate)):
-            s, labels = lfw_view1_scores(folder, opts.data_dir, opts.models_dir, cache)
+            s, labels = lfw_view1_scores(folder, data_dir, opts.models_dir, cache)
             evaluation[name]["lfw_view1_test"] = pair_metrics(s, labels, folds=10)
             curves[f"LFW View 1 {name}"] = (s, labels)
     ok, checks = gate(evaluation["current"], evaluation["candidate"], opts.tolerance)
@@ -284,16 +284,20 @@ def _evaluate_and_publish(
         "gate": {"tolerance": opts.tolerance, "passed": ok, "checks": checks},
         "notes": "held-out genuine pairs are mostly two augmented views of one crop (one photo per person)",
     }
+    why = reasons(checks, opts.tolerance)
+    try:
+        calibration = candidate_calibration(
+            scores["candidate"], pairs.same, "organisation's held-out gallery crops"
+        )
+    except ValueError as exc:  # too few held-out impostor pairs to measure any false-accept rate
+        ok, why = False, [*why, f"cannot calibrate the candidate: {exc}"]
     if not ok:
-        why = reasons(checks, opts.tolerance)
         folder = opts.models_dir / "retrain-reports" / f"{utc_stamp()}-refused"
         shutil.copytree(plots, folder / "plots")
         path = _write(folder / "report.json", {**report, "reasons": why})
         log.warning("candidate %s refused, %s stays: %s", version, parent.version, "; ".join(why))
         return RetrainResult("refused", EXIT_REFUSED, None, why, path)
 
-    calibration = candidate_calibration(scores["candidate"], pairs.same, parent.card.calibration,
-                                        "organisation's held-out gallery crops")  # fmt: skip
     card = derived_card(
         parent.card,
         version,

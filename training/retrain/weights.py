@@ -30,8 +30,9 @@ import torch
 from service.model_registry import ModelEntry
 from service.pipeline.embed import Embedder
 from training.backbones import BACKBONES, Backbone, build_backbone
-from training.backbones.dlib_resnet import DlibResNet, find_dat
+from training.backbones.dlib_resnet import DlibResNet
 from training.data.augment import to_float_nchw
+from training.dlib.weights import find_dat
 
 log = logging.getLogger(__name__)
 
