@@ -34,9 +34,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from training.evaluation.embedding_cache import PipelineConfig, embed_images  # noqa: E402
 from training.evaluation.evaluate import evaluate_lfw, pair_scores, score_report  # noqa: E402
 from training.evaluation.pairs import PairSet, read_lfw_pairs  # noqa: E402
-from training.evaluation.embedding_cache import PipelineConfig, embed_images  # noqa: E402
+from training.paths import paths  # noqa: E402
 
 log = logging.getLogger("bench.accuracy")
 # the shipped default (dlib's weights) and the from-scratch baseline (training/configs/scratch.toml)
@@ -44,11 +45,11 @@ DEFAULT_MODELS = (REPO / "models" / "default", REPO / "models" / "baselines" / "
 
 
 def default_data() -> Path:
-    return Path(os.environ.get("FACEGATE_DATA", REPO.parent / "shared" / "data"))
+    return paths().data
 
 
 def default_cache() -> Path:
-    return Path(os.environ.get("FACEGATE_CACHE", REPO.parent / "cache"))
+    return paths().cache
 
 
 def _load_fr(path: Path) -> dict[str, tuple[np.ndarray, bool]]:

@@ -26,10 +26,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from service.pipeline.detect import FaceDetector  # noqa: E402
+from training.paths import paths  # noqa: E402
 
 
 def default_data() -> Path:
-    return Path(os.environ.get("FACEGATE_DATA", REPO.parent / "shared" / "data"))
+    return paths().data
 
 
 def load_rgb(path: Path) -> np.ndarray:

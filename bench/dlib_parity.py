@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from training.backbones.dlib_resnet import DlibResNet  # noqa: E402
 from training.export.onnx_export import export_onnx, onnx_embed, parity_cosines  # noqa: E402
+from training.paths import paths  # noqa: E402
 
 THRESHOLD = 0.999
 
@@ -74,9 +74,7 @@ def report(name: str, cos: np.ndarray) -> bool:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=200)
-    p.add_argument(
-        "--data", type=Path, default=Path(os.environ.get("FACEGATE_DATA", REPO.parent / "shared" / "data"))
-    )
+    p.add_argument("--data", type=Path, default=paths().data)
     p.add_argument("--dat", type=Path, help="dlib_face_recognition_resnet_model_v1.dat")
     p.add_argument("--onnx", type=Path, default=REPO / "models" / "default" / "model.onnx")
     args = p.parse_args()

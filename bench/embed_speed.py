@@ -23,6 +23,8 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+from training.paths import paths
+
 REPO = Path(__file__).resolve().parents[1]
 LEVELS = {
     "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -83,7 +85,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--onnx", type=Path, default=REPO / "models" / "default" / "model.onnx")
     p.add_argument("--runs", type=int, default=200)
-    data = Path(os.environ.get("FACEGATE_DATA", REPO.parent / "shared" / "data"))
+    data = paths().data
     p.add_argument("--data", type=Path, default=data)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     args = p.parse_args()

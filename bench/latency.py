@@ -29,6 +29,8 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from training.paths import paths
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -125,9 +127,7 @@ def face_recognition_times(jobs: list[tuple[str, bytes]], refs: dict[str, bytes]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument(
-        "--data", type=Path, default=Path(os.environ.get("FACEGATE_DATA", REPO.parent / "shared" / "data"))
-    )
+    ap.add_argument("--data", type=Path, default=paths().data)
     ap.add_argument("--people", type=int, default=20)
     ap.add_argument("--probes", type=int, default=100)
     ap.add_argument("--models", type=Path, default=REPO / "models")
@@ -144,7 +144,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as tmp:
         env = {
-            **os.environ,
+            **os.environ,  # noqa: TID251 - the server subprocess inherits the environment
             "FACEGATE_DATABASE_URL": f"sqlite:///{tmp}/bench.db",
             "FACEGATE_DATA_DIR": tmp,
             "FACEGATE_ADMIN_KEY": KEY,

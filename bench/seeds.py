@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from training.paths import paths
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 LOSSES = (
@@ -49,9 +51,7 @@ log = logging.getLogger("bench.seeds")
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument(
-        "--data", type=Path, default=Path(os.environ.get("FACEGATE_DATA", REPO.parent / "shared/data"))
-    )
+    p.add_argument("--data", type=Path, default=paths().data)
     p.add_argument("--losses", nargs="+", default=list(LOSSES))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=4)
@@ -107,7 +107,7 @@ def train_run(args: argparse.Namespace, cache: Path, loss: str, seed: int) -> Pa
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "train.log", "a") as logf:
         subprocess.run(cmd + (["--resume"] if resume else []), cwd=REPO, check=True, stdout=logf,
-                       stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})  # fmt: skip
+                       stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})  # noqa: TID251  # fmt: skip
     return out
 
 
@@ -126,8 +126,8 @@ def lfw_crops(args: argparse.Namespace) -> tuple[object, np.ndarray]:
     """LFW View 2 pairs and their aligned crops for the backbone's template, built once and cached."""
     from service.pipeline.align import align_face
     from training.backbones.base import arcface_template
-    from training.evaluation.pairs import read_lfw_pairs
     from training.evaluation.embedding_cache import PipelineConfig, centred_landmarks, detect_images, read_rgb
+    from training.evaluation.pairs import read_lfw_pairs
 
     lfw = args.data / "lfw"
     pairs = read_lfw_pairs(lfw / "pairs.txt")

@@ -34,8 +34,8 @@ sys.path.insert(0, str(REPO / "bench"))
 from accuracy import default_cache, default_data, face_recognition_encodings  # noqa: E402
 
 from service.model_card import load_card  # noqa: E402
-from training.evaluation.pairs import list_identities, read_lfw_pairs  # noqa: E402
 from training.evaluation.embedding_cache import embed_images  # noqa: E402
+from training.evaluation.pairs import list_identities, read_lfw_pairs  # noqa: E402
 
 
 def build_protocol(data_dir: Path, max_gallery: int, n_strangers: int, seed: int) -> dict:

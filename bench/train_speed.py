@@ -35,12 +35,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.engine.allocator import keep_freed_memory
 from training.backbones import build_backbone
 from training.config import load_config
 from training.data.augment import Augment, to_float_nchw
 from training.data.dataset import FaceCache, FaceDataset, collate_batch
 from training.data.sampler import PKSampler
+from training.engine.allocator import keep_freed_memory
 from training.engine.distributed import DistEnv, resolve_device
 from training.engine.loop import Run, setup_run, train_epoch
 from training.engine.objective import BatchStats, build_objective

@@ -27,7 +27,19 @@ BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("FACEGATE_DATA", REPO.parent / "shared" / "data"))
+    from training.paths import paths
+
+    return paths().data
+
+
+@pytest.fixture(autouse=True)
+def _fresh_training_paths() -> Iterator[None]:
+    """training.paths caches the environment it read; a test that sets FACEGATE_* sees its own."""
+    from training.paths import paths
+
+    paths.cache_clear()
+    yield
+    paths.cache_clear()
 
 
 @functools.cache

@@ -18,11 +18,21 @@ from typing import Annotated, Any
 
 import typer
 
+from training.cli_assets import assets_app
+from training.paths import REPO_ROOT, DataMissing, paths
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="FaceGate training toolkit")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# None: the settings' folder (training.paths: $FACEGATE_DATA, $FACEGATE_CACHE, else their defaults).
 DataDir = Annotated[
-    Path, typer.Option(envvar="FACEGATE_DATA", help="shared data folder (lfw/, celeba-aligned/)")
+    Path | None,
+    typer.Option(help="shared data folder (lfw/, celeba-aligned/) [default: $FACEGATE_DATA, ../shared/data]"),
+]
+CacheDir = Annotated[
+    Path | None,
+    typer.Option(
+        help="embedding cache, one embedding per image and model [default: $FACEGATE_CACHE, var/eval-cache]"
+    ),
 ]
 ModelsDir = Annotated[Path, typer.Option(help="folder holding mtcnn/")]
 
@@ -67,8 +77,8 @@ def prepare(
         raise typer.BadParameter("--assume-aligned must be never, fallback or always")
     model = build_backbone(backbone, **json.loads(backbone_kwargs))
     opts = PrepareOptions(
-        size=tuple(model.input_size),
-        template=tuple(tuple(float(v) for v in p) for p in model.alignment_template),
+        size=model.input_size,
+        template=tuple((float(x), float(y)) for x, y in model.alignment_template),
         assume_aligned=assume_aligned,  # type: ignore[arg-type]
         source_landmarks=source_landmarks,
         models_dir=models_dir,
@@ -164,7 +174,7 @@ def retrain(
     extra: Annotated[
         list[Path] | None, typer.Option(help="extra labelled photos <identity>/<photo> (repeatable)")
     ] = None,
-    data_dir: DataDir = REPO_ROOT.parent / "shared" / "data",
+    data_dir: DataDir = None,
     lfw: Annotated[
         bool, typer.Option(help="also gate on LFW View 1 test pairs when data_dir has them")
     ] = True,
@@ -202,7 +212,7 @@ def retrain(
         database_url=database_url,
         model=model,
         extra=tuple(extra or ()),
-        data_dir=data_dir,
+        data_dir=data_dir or paths().data,
         lfw=lfw,
         work_dir=work_dir,
         loss=loss,
@@ -223,26 +233,18 @@ def retrain(
     raise typer.Exit(code=result.exit_code)
 
 
-# ---------------------------------------------------------------------------------------------
-# Evaluation and calibration commands. Thin wrappers over training.evaluation.evaluate / training.evaluation.calibration
-# (owned by the evaluation helper, who may replace this block with richer commands).
-# ---------------------------------------------------------------------------------------------
-
-
-CacheDir = Annotated[
-    Path, typer.Option(envvar="FACEGATE_CACHE", help="embedding cache (one embedding per image and model)")
-]
+# Evaluation and calibration: thin wrappers over training.evaluation.
 
 
 @app.command("eval")
 def eval_cmd(
     model_dir: Annotated[Path, typer.Argument(help="folder with model.onnx + model.json")],
-    data_dir: DataDir = REPO_ROOT.parent / "shared" / "data",
+    data_dir: DataDir = None,
     folder: Annotated[
         Path | None, typer.Option(help="evaluate on pairs sampled from this folder instead")
     ] = None,
     models_dir: ModelsDir = REPO_ROOT / "models",
-    cache_dir: CacheDir = REPO_ROOT / "var" / "eval-cache",
+    cache_dir: CacheDir = None,
     plots_dir: Annotated[Path | None, typer.Option(help="write ROC/DET and histogram PNGs here")] = None,
     seed: Annotated[int, typer.Option(help="seed of the pairs sampled from --folder")] = 0,
     out: Annotated[Path | None, typer.Option(help="write the report as JSON here")] = None,
@@ -255,9 +257,13 @@ def eval_cmd(
 
     report: dict[str, Any]
     if folder is None:
-        report = evaluate_lfw(model_dir, data_dir, models_dir, cache_dir, plots_dir=plots_dir)
+        report = evaluate_lfw(
+            model_dir, data_dir or paths().data, models_dir, cache_dir or paths().cache, plots_dir=plots_dir
+        )
     else:
-        report = evaluate_folder(model_dir, folder, models_dir, cache_dir, seed=seed, plots_dir=plots_dir)
+        report = evaluate_folder(
+            model_dir, folder, models_dir, cache_dir or paths().cache, seed=seed, plots_dir=plots_dir
+        )
     text = json.dumps(report, indent=2, default=str)
     if out is not None:
         out.write_text(text + "\n")
@@ -272,9 +278,9 @@ def eval_cmd(
 @app.command()
 def calibrate(
     model_dir: Annotated[Path, typer.Argument(help="folder with model.onnx + model.json")],
-    data_dir: DataDir = REPO_ROOT.parent / "shared" / "data",
+    data_dir: DataDir = None,
     models_dir: ModelsDir = REPO_ROOT / "models",
-    cache_dir: CacheDir = REPO_ROOT / "var" / "eval-cache",
+    cache_dir: CacheDir = None,
     source: Annotated[
         list[str] | None, typer.Option(help="impostor source: lfw-outside-view2, celeba (repeatable)")
     ] = None,
@@ -288,7 +294,9 @@ def calibrate(
 
     sources = tuple(source) if source else ("lfw-outside-view2", "celeba")
     try:
-        calibration = calibrate_model(model_dir, data_dir, models_dir, cache_dir, sources)
+        calibration = calibrate_model(
+            model_dir, data_dir or paths().data, models_dir, cache_dir or paths().cache, sources
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     text = calibration.model_dump_json(indent=2)
@@ -299,8 +307,17 @@ def calibrate(
     typer.echo(text)
 
 
-# ---- end of the evaluation/calibration block ----
+app.add_typer(assets_app)
+
+
+def main() -> None:
+    """The ``facegate-train`` entry point: a missing data folder is one line, not a traceback."""
+    try:
+        app()
+    except DataMissing as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
-    app()
+    main()

@@ -10,7 +10,9 @@ string: ``loss.name=circle``, ``optim.lr=0.05``, ``loss.kwargs={"m": 0.25}``,
 
 from __future__ import annotations
 
+import inspect
 import json
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -97,7 +99,8 @@ class TrainConfig(_Section):
     val_batch_size: int = Field(256, ge=1)
     threads: int = Field(0, ge=0, description="torch CPU threads per process (0: torch default)")
     keep_freed_memory: bool = Field(
-        True, description="glibc malloc reuses freed memory instead of re-faulting it (training.engine.allocator)"
+        True,
+        description="glibc malloc reuses freed memory instead of re-faulting it (training.engine.allocator)",
     )
 
 
@@ -134,9 +137,9 @@ def _read(path: Path) -> dict[str, Any]:
     suffix = path.suffix.lower()
     text = path.read_text()
     if suffix == ".toml":
-        try:
+        if sys.version_info >= (3, 11):
             import tomllib
-        except ImportError:  # Python 3.10
+        else:  # Python 3.10
             import tomli as tomllib
         data: Any = tomllib.loads(text)
     elif suffix == ".json":
@@ -206,6 +209,39 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
     data = read_layers(path) if path is not None else {}
     data = apply_overrides(data, overrides or [])
     try:
-        return RunConfig.model_validate(data)
+        cfg = RunConfig.model_validate(data)
     except ValidationError as exc:
         raise ValueError(f"invalid training config: {exc}") from exc
+    check_component_arguments(cfg)
+    return cfg
+
+
+def check_component_arguments(cfg: RunConfig) -> None:
+    """Refuse ``kwargs`` the named loss, miner, margin schedule or backbone does not take, listing
+    the valid names (``--set margin.kwargs.treshold=...`` fails here, not mid-run)."""
+    from training.backbones import BACKBONES
+    from training.metric.losses import LOSSES
+    from training.metric.margin import MARGINS
+    from training.metric.miners import MINERS
+
+    sections: list[tuple[str, str | None, dict[str, Any], dict[str, Any]]] = [
+        ("loss", cfg.loss.name, cfg.loss.kwargs, LOSSES),
+        ("miner", cfg.miner.name, cfg.miner.kwargs, MINERS),
+        ("margin", cfg.margin.name, cfg.margin.kwargs, MARGINS),
+        ("model", cfg.model.backbone, cfg.model.kwargs, BACKBONES),
+    ]
+    for section, name, kwargs, registry in sections:
+        if name is None:
+            continue
+        if name not in registry:
+            raise ValueError(f"unknown {section} name {name!r}; valid names: {sorted(registry)}")
+        params = inspect.signature(registry[name]).parameters.values()
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            continue  # a wrapper that forwards its arguments checks them itself
+        valid = sorted(p.name for p in params if p.kind is not inspect.Parameter.VAR_POSITIONAL)
+        unknown = sorted(set(kwargs) - set(valid))
+        if unknown:
+            raise ValueError(
+                f"{section}.kwargs: {name!r} takes no argument {', '.join(map(repr, unknown))}; "
+                f"valid names: {', '.join(valid)}"
+            )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,10 +13,11 @@ from PIL import Image, ImageDraw
 from service.pipeline import mtcnn_ops as ops
 from service.pipeline.detect import FaceDetector
 from service.pipeline.face import Face
+from tests.conftest import data_dir
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "models"
-DATA = Path(os.environ.get("FACEGATE_DATA", REPO.parent / "shared" / "data"))
+DATA = data_dir()
 LFW = DATA / "lfw" / "images"
 needs_models = pytest.mark.skipif(
     not (MODELS / "mtcnn" / "onet.onnx").is_file(), reason="models/mtcnn/*.onnx missing"

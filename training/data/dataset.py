@@ -106,6 +106,6 @@ class FaceDataset(Dataset):
         return torch.from_numpy(crops), torch.from_numpy(self.cache.labels[rows])
 
 
-def collate_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def collate_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """``__getitems__`` already returns the batch; the DataLoader's collate is the identity."""
     return batch

@@ -1,6 +1,6 @@
 """Import dlib's face ResNet ``.dat`` and export it as a FaceGate ONNX model.
 
-    python -m training.dlib.importer --dat dlib_face_recognition_resnet_model_v1.dat --out models/default \\
+    facegate-train import-dlib --dat dlib_face_recognition_resnet_model_v1.dat --out models/default \\
         [--images ../shared/data/lfw/images] [--alignment template.json --calibration calibration.json]
 
 The weights are read by our own reader (``training.dlib.net``); the export is checked against
@@ -11,10 +11,7 @@ a model card is written too; otherwise the card is left to the calibration step.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,7 +25,6 @@ from training.export.onnx_export import export_onnx, write_model_card
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 LICENSE = "CC0-1.0 / public domain (weights by Davis E. King, dlib-models)"
 TRAINING_DATA = [
     {
@@ -60,52 +56,37 @@ def aligned_crops(images: Sequence[Path], template: np.ndarray, models_dir: Path
     return np.stack(crops)
 
 
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    data = Path(os.environ.get("FACEGATE_DATA", REPO_ROOT.parent / "shared" / "data"))
-    p = argparse.ArgumentParser(prog="python -m training.dlib.importer", description=__doc__.split("\n")[0])
-    p.add_argument("--dat", type=Path, required=True, help="dlib_face_recognition_resnet_model_v1.dat")
-    p.add_argument("--out", type=Path, required=True, help="output folder for model.onnx (and model.json)")
-    p.add_argument(
-        "--images", type=Path, default=data / "lfw" / "images", help="faces to check the export on"
-    )
-    p.add_argument("--num-check", type=int, default=64, help="number of aligned faces for the parity check")
-    p.add_argument("--models-dir", type=Path, default=REPO_ROOT / "models", help="folder holding mtcnn/")
-    p.add_argument("--alignment", type=Path, help="JSON {size, template, ...} for the card")
-    p.add_argument("--calibration", type=Path, help="JSON {a, b, far_table, ...} for the card")
-    p.add_argument("--evaluation", type=Path, help="JSON evaluation figures for the card")
-    p.add_argument("--name", default="facegate-dlib-resnet")
-    p.add_argument("--version", default="1.0.0")
-    return p.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> Path:
-    args = _parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    alignment = json.loads(args.alignment.read_text()) if args.alignment else None
+def import_dlib(
+    dat: Path,
+    out: Path,
+    images_dir: Path,
+    models_dir: Path,
+    num_check: int = 64,
+    alignment: dict | None = None,
+    calibration: dict | None = None,
+    evaluation: dict | None = None,
+    name: str = "facegate-dlib-resnet",
+    version: str = "1.0.0",
+) -> tuple[Path, Path | None, int]:
+    """Export ``dat`` to ``out/model.onnx`` (parity-checked on faces of ``images_dir``) and, given
+    ``alignment`` and ``calibration`` in the card's form, its card. Returns (onnx, card, faces checked)."""
     template = np.asarray(alignment["template"] if alignment else DLIB_CHIP_TEMPLATE_150, dtype=np.float64)
-    model = DlibResNet.from_dat(args.dat).eval()
-    images = sorted(args.images.glob("*/*.jpg")) or sorted(args.images.glob("*.jpg"))
-    crops = aligned_crops(images, template, args.models_dir, args.num_check)
-    path = export_onnx(model, DLIB_INPUT_SIZE, args.out, crops)
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB), parity checked on {len(crops)} faces")
-    if alignment and args.calibration:
+    model = DlibResNet.from_dat(dat).eval()
+    images = sorted(images_dir.glob("*/*.jpg")) or sorted(images_dir.glob("*.jpg"))
+    crops = aligned_crops(images, template, models_dir, num_check)
+    path = export_onnx(model, DLIB_INPUT_SIZE, out, crops)
+    card = None
+    if alignment and calibration:
         card = write_model_card(
-            args.out,
-            name=args.name,
-            version=args.version,
+            out,
+            name=name,
+            version=version,
             alignment=alignment,
-            calibration=json.loads(args.calibration.read_text()),
-            evaluation=json.loads(args.evaluation.read_text()) if args.evaluation else {},
+            calibration=calibration,
+            evaluation=evaluation or {},
             license=LICENSE,
             training_data=TRAINING_DATA,
             provenance=PROVENANCE,
             embedding_dim=model.embedding_dim,
         )
-        print(f"wrote {card}")
-    else:
-        print("no --alignment/--calibration given: model card not written")
-    return path
-
-
-if __name__ == "__main__":
-    main()
+    return path, card, len(crops)

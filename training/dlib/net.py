@@ -26,7 +26,7 @@ types dlib's face-recognition network uses.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,7 +59,7 @@ def _scalar_multipliers(r: DlibReader) -> dict:
     return {name: r.read_float() for name in names}
 
 
-def _split_params(params: np.ndarray, shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
+def _split_params(params: np.ndarray, shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
     flat = params.reshape(-1)
     out, offset = [], 0
     for shape in shapes:

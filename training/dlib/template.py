@@ -17,15 +17,12 @@ held-out half:
   same image points (dlib's 5 points and a 3x3 grid spanning the chip): how far FaceGate's crop is
   from the chip dlib's network was trained on.
 
-    python -m training.dlib.template --data ../shared/data --out /tmp/template.json
+    facegate-train fit-template --out /tmp/template.json
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +31,7 @@ import numpy as np
 from service.pipeline.align import align_face, similarity_transform
 from service.pipeline.decode import decode_image
 from training.evaluation.pairs import list_identities, read_lfw_pairs
+from training.paths import require
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +196,7 @@ def fit_template(
     compare: dict[str, np.ndarray] | None = None,
 ) -> dict[str, object]:
     """Fit on half of the LFW images of people outside View 2; measure on the other half."""
-    root = data_dir / "lfw" / "images"
+    root = require(data_dir / "lfw" / "images", "FACEGATE_DATA", "LFW images")
     view2 = {k.split("/")[0] for k in read_lfw_pairs(data_dir / "lfw" / "pairs.txt").keys}
     keys = [k for name, ks in list_identities(root).items() if name not in view2 for k in ks]
     samples, counts = collect(root, keys, models_dir, size, padding)
@@ -227,27 +225,3 @@ def fit_template(
             for name, t in others.items()
         }
     return result
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description="Fit the MTCNN -> dlib-chip alignment template")
-    ap.add_argument("--data", type=Path, default=Path(os.environ.get("FACEGATE_DATA", "../shared/data")))
-    ap.add_argument("--models-dir", type=Path, default=Path("models"))
-    ap.add_argument("--out", type=Path, required=True, help="JSON file for the template and its measurements")
-    ap.add_argument(
-        "--onnx", type=Path, help="also compare embeddings of our crops and dlib's chips (held out)"
-    )
-    args = ap.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    compare = None
-    if args.onnx is not None:
-        from training.backbones.dlib_resnet import DLIB_CHIP_TEMPLATE_150
-
-        compare = {"dlib_68_point_mean_face": np.asarray(DLIB_CHIP_TEMPLATE_150)}
-    result = fit_template(args.data, args.models_dir, onnx_path=args.onnx, compare=compare)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-
-
-if __name__ == "__main__":
-    main()

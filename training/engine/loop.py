@@ -23,14 +23,19 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from training.engine.allocator import keep_freed_memory
 from training.backbones import Backbone, build_backbone
-from training.engine.checkpoint import find_checkpoint, load_backbone_weights, load_checkpoint, save_checkpoint
 from training.config import RunConfig
 from training.data.augment import Augment, to_float_nchw
 from training.data.dataset import FaceCache, FaceDataset, collate_batch
 from training.data.sampler import PKSampler
 from training.data.splits import split_by_identity
+from training.engine.allocator import keep_freed_memory
+from training.engine.checkpoint import (
+    find_checkpoint,
+    load_backbone_weights,
+    load_checkpoint,
+    save_checkpoint,
+)
 from training.engine.distributed import (
     DistEnv,
     all_reduce_sum,
@@ -186,7 +191,7 @@ def train_epoch(run: Run, epoch: int) -> dict[str, float]:
     row.update(
         epoch=epoch,
         margin=run.objective.margin_value,
-        lr=run.scheduler.get_last_lr()[0],
+        lr=float(run.scheduler.get_last_lr()[0]),
         images_per_s=total_images / elapsed if elapsed > 0 else float("nan"),
         epoch_s=elapsed,
     )

@@ -1,14 +1,15 @@
 """The loss of a run as configured (loss + miner + margin schedule), and its per-epoch statistics.
 
-``Objective`` hides how each loss wants its batch: NT-Xent takes the two augmented views,
-SupCon takes them stacked ``[N, V, D]``, every other loss takes the views concatenated with
-their labels repeated. ``BatchStats`` accumulates, without synchronising with the device, the
+``Objective`` hands each loss its batch in the layout the loss declares (``input_layout``):
+the two augmented views (NT-Xent), the views stacked ``[N, V, D]`` (SupCon), or the views
+concatenated with their labels repeated (every other loss). ``BatchStats`` accumulates, without synchronising with the device, the
 loss's term counts, the share of easy triplets over every valid triplet of the batch (the
 quantity the margin scheduler reads) and genuine/impostor distance moments.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -17,18 +18,17 @@ from torch import Tensor, nn
 
 from training.config import RunConfig
 from training.metric.distances import Distance, EuclideanDistance, build_distance
-from training.metric.losses import LOSSES, LossOutput, build_loss
+from training.metric.losses import LOSSES, LossOutput, MetricLoss, build_loss
 from training.metric.losses.reducers import MeanReducer, NonZeroMeanReducer
 from training.metric.margin import MarginSchedule, build_margin
 from training.metric.miners import build_miner, triplet_difficulty
 
-TWO_VIEW_LOSSES = frozenset({"ntxent"})
 _REDUCERS = {"mean": MeanReducer, "nonzero_mean": NonZeroMeanReducer}
 
 
 class Objective(nn.Module):
     def __init__(
-        self, name: str, loss: nn.Module, views: int, margin: MarginSchedule | None, easy_margin: float
+        self, name: str, loss: MetricLoss, views: int, margin: MarginSchedule | None, easy_margin: float
     ) -> None:
         super().__init__()
         self.name, self.loss, self.views = name, loss, views
@@ -44,11 +44,12 @@ class Objective(nn.Module):
         return float(value) if value is not None else self.easy_margin
 
     def forward(self, views: list[Tensor], labels: Tensor) -> LossOutput:
-        if self.name in TWO_VIEW_LOSSES:
+        layout = self.loss.input_layout
+        if layout == "two_views":
             return self.loss(views[0], views[1])
         if len(views) == 1:
             return self.loss(views[0], labels)
-        if self.name == "supcon":
+        if layout == "stacked_views":
             return self.loss(torch.stack(views, dim=1), labels)
         return self.loss(torch.cat(views), labels.repeat(len(views)))
 
@@ -79,14 +80,15 @@ def build_objective(cfg: RunConfig, num_classes: int, embedding_dim: int) -> Obj
     if cfg.margin.name is not None:
         schedule = build_margin(cfg.margin.name, **cfg.margin.kwargs)
         kw["margin"] = schedule
-    if name == "circle_class":
+    takes = inspect.signature(LOSSES[name]).parameters
+    if "num_classes" in takes:  # a classification-style loss holds a proxy per training identity
         kw.setdefault("num_classes", num_classes)
         kw.setdefault("embedding_dim", embedding_dim)
     try:
         loss = build_loss(name, **kw)
     except TypeError as exc:
         raise ValueError(f"bad arguments for loss {name!r}: {exc}") from exc
-    views = 2 if name in TWO_VIEW_LOSSES else cfg.loss.views
+    views = 2 if LOSSES[name].input_layout == "two_views" else cfg.loss.views
     return Objective(name, loss, views, schedule, cfg.train.easy_margin)
 
 

@@ -25,8 +25,9 @@ import numpy as np
 
 from service.calibration import FAR_GRID, ImpostorTail, fit_logistic, make_calibration
 from service.model_card import Calibration
-from training.evaluation.pairs import list_identities, read_lfw_pairs
 from training.evaluation.embedding_cache import PipelineConfig, embed_images
+from training.evaluation.pairs import list_identities, read_lfw_pairs
+from training.paths import require
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +44,11 @@ __all__ = [
 def _source_images(name: str, data_dir: Path) -> tuple[Path, list[str], list[str]]:
     """``(image_root, keys, identity labels)`` of a named impostor source."""
     if name == "lfw-outside-view2":
-        root = data_dir / "lfw" / "images"
+        root = require(data_dir / "lfw" / "images", "FACEGATE_DATA", "LFW images")
         view2 = {k.split("/")[0] for k in read_lfw_pairs(data_dir / "lfw" / "pairs.txt").keys}
         ids = {n: ks for n, ks in list_identities(root).items() if n not in view2}
     elif name == "celeba":
-        root = data_dir / "celeba-aligned"
+        root = require(data_dir / "celeba-aligned", "FACEGATE_DATA", "CelebA (celeba-aligned)")
         ids = list_identities(root)
     else:
         raise ValueError(f"unknown impostor source {name!r}; valid: {', '.join(IMPOSTOR_SOURCES)}")

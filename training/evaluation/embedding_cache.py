@@ -22,6 +22,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -90,7 +91,7 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+def _save_npz(path: Path, **arrays: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **arrays)
@@ -198,7 +199,7 @@ def embed_images(
     if todo:
         embedder = Embedder(model_dir, threads=config.threads)
         template = np.asarray(card.alignment.template, dtype=np.float64)
-        size = tuple(card.alignment.size)
+        size = card.alignment.size
         log.info("embedding %d images with %s %s", len(todo), card.name, card.version)
         for start in range(0, len(todo), config.batch_size):
             chunk = todo[start : start + config.batch_size]

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from service.model_card import load_card
-from training.evaluation.pairs import PairSet, list_identities, read_lfw_pairs, sample_pairs
 from training.evaluation.embedding_cache import (
     CENTRED_LANDMARKS,
     EmbeddedImages,
@@ -26,6 +26,8 @@ from training.evaluation.embedding_cache import (
     embed_images,
 )
 from training.evaluation.metrics import verification_report
+from training.evaluation.pairs import PairSet, list_identities, read_lfw_pairs, sample_pairs
+from training.paths import require
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +116,9 @@ def evaluate_lfw(
     cache_dir: Path,
     config: PipelineConfig = PipelineConfig(),
     plots_dir: Path | None = None,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """LFW View 2 (``pairs.txt``) through the service pipeline; the model card's ``evaluation``."""
-    lfw = data_dir / "lfw"
+    lfw = require(data_dir / "lfw", "FACEGATE_DATA", "LFW")
     pairs = read_lfw_pairs(lfw / "pairs.txt")
     report = evaluate_pairs(model_dir, lfw / "images", pairs, models_dir, cache_dir, config, plots_dir)
     return {

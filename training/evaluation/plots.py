@@ -44,8 +44,10 @@ def save_score_histogram(scores: np.ndarray, labels: np.ndarray, path: Path, tit
     labels = np.asarray(labels, dtype=bool)
     bins = np.linspace(scores.min(), scores.max(), 80)
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.hist(scores[labels], bins=bins, density=True, alpha=0.6, label=f"genuine ({labels.sum()})")
-    ax.hist(scores[~labels], bins=bins, density=True, alpha=0.6, label=f"impostor ({(~labels).sum()})")
+    ax.hist(scores[labels], bins=bins.tolist(), density=True, alpha=0.6, label=f"genuine ({labels.sum()})")
+    ax.hist(
+        scores[~labels], bins=bins.tolist(), density=True, alpha=0.6, label=f"impostor ({(~labels).sum()})"
+    )
     ax.set(xlabel="score", ylabel="density", title=title or "pair scores")
     ax.legend()
     fig.tight_layout()

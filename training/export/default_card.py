@@ -1,7 +1,7 @@
 """Write the shipped default model's card: fitted template, calibration and LFW evaluation.
 
-    python -m training.dlib.template --out template.json --onnx models/default/model.onnx
-    python -m training.export.default_card --template template.json --model-dir models/default
+    facegate-train fit-template --out template.json --onnx models/default/model.onnx
+    facegate-train default-card --template template.json --model-dir models/default
 
 The ONNX file (``models/default/model.onnx``) comes from ``training.dlib.importer``. This step
 aligns with the template fitted by ``training.dlib.template``, calibrates
@@ -12,21 +12,20 @@ View 2 for the far table) and evaluates on LFW View 2 through the service pipeli
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from service.model_card import Alignment, Calibration, FarPoint
 from training.evaluation.calibration import calibrate_model
+from training.evaluation.embedding_cache import PipelineConfig
 from training.evaluation.evaluate import evaluate_lfw
 from training.export.onnx_export import write_model_card
-from training.evaluation.embedding_cache import PipelineConfig
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 NAME = "dlib-resnet-v1-facegate"
 VERSION = "1.0.0"
 LICENSE = (
@@ -79,17 +78,23 @@ def write_default_card(
         notes="MTCNN's 5 points mapped onto dlib's get_face_chip(size=150, padding=0.25) geometry; fitted by "
         "training.dlib.template, see TEMPLATE.md",
     )
-    common = {
-        "name": NAME,
-        "version": VERSION,
-        "alignment": alignment,
-        "license": LICENSE,
-        "training_data": TRAINING_DATA,
-        "provenance": PROVENANCE,
-        "embedding_dim": 128,
-    }
+
+    def write(calibration: Calibration, evaluation: dict[str, Any]) -> Path:
+        return write_model_card(
+            model_dir,
+            name=NAME,
+            version=VERSION,
+            alignment=alignment,
+            calibration=calibration,
+            evaluation=evaluation,
+            license=LICENSE,
+            training_data=TRAINING_DATA,
+            provenance=PROVENANCE,
+            embedding_dim=128,
+        )
+
     # a provisional card lets the service's Embedder load the model for calibration and evaluation
-    write_model_card(model_dir, calibration=placeholder_calibration(), evaluation={}, **common)
+    write(placeholder_calibration(), {})
     calibration = calibrate_model(model_dir, data_dir, models_dir, cache_dir)
     evaluation = evaluate_lfw(model_dir, data_dir, models_dir, cache_dir, plots_dir=plots_dir)
     centre = evaluate_lfw(model_dir, data_dir, models_dir, cache_dir, PipelineConfig(face_choice="centre"))
@@ -100,24 +105,4 @@ def write_default_card(
     }
     if plots_dir is not None:
         evaluation["plots"] = {k: os.path.relpath(v, model_dir) for k, v in evaluation["plots"].items()}
-    return write_model_card(model_dir, calibration=calibration, evaluation=evaluation, **common)
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--template", type=Path, required=True, help="output of training.dlib.template")
-    ap.add_argument("--model-dir", type=Path, default=REPO_ROOT / "models" / "default")
-    ap.add_argument("--data", type=Path, default=Path(os.environ.get("FACEGATE_DATA", "../shared/data")))
-    ap.add_argument("--models-dir", type=Path, default=REPO_ROOT / "models")
-    ap.add_argument("--cache", type=Path, default=Path(os.environ.get("FACEGATE_CACHE", "var/eval-cache")))
-    ap.add_argument("--plots", type=Path, help="ROC/DET and histogram PNGs (e.g. models/default/figures)")
-    args = ap.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    path = write_default_card(
-        args.model_dir, args.template, args.data, args.models_dir, args.cache, args.plots
-    )
-    print(f"wrote {path}")
-
-
-if __name__ == "__main__":
-    main()
+    return write(calibration, evaluation)

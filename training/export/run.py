@@ -19,13 +19,13 @@ import torch
 
 from service.model_card import Alignment, Calibration
 from training.backbones import Backbone, build_backbone
-from training.evaluation.calibration import ImpostorTail, make_calibration
-from training.engine.checkpoint import find_checkpoint, load_checkpoint
 from training.config import RunConfig
 from training.data.dataset import FaceCache, FaceDataset
 from training.data.splits import split_by_identity
-from training.export.onnx_export import export_onnx, write_model_card
+from training.engine.checkpoint import find_checkpoint, load_checkpoint
 from training.engine.validation import PairValidator
+from training.evaluation.calibration import ImpostorTail, make_calibration
+from training.export.onnx_export import export_onnx, write_model_card
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +81,11 @@ def export_run(
     split = split_by_identity(cache.labels, cfg.data.val_fraction, cfg.train.seed)
     check_rows = np.concatenate([split.val, split.train])[:num_check]
     check = np.ascontiguousarray(cache.crops[np.sort(check_rows)])
-    export_onnx(backbone, tuple(backbone.input_size), Path(out_dir), check)
+    export_onnx(backbone, backbone.input_size, Path(out_dir), check)
     calibration = _validation_calibration(backbone, cfg, cache, split.val, min_tail)
     alignment = Alignment(
-        size=tuple(backbone.input_size),
-        template=[tuple(p) for p in backbone.alignment_template],
+        size=backbone.input_size,
+        template=[(float(x), float(y)) for x, y in backbone.alignment_template],
         notes="MTCNN 5 points -> similarity transform (service.pipeline.align.align_face)",
     )
     provenance = (

@@ -6,13 +6,11 @@ has to be importable. Each exported graph takes ``image``: float32 [N, 3, H, W] 
 in 0..255 (float so that area-resampled pyramid levels and crops need not be rounded) and does the
 MTCNN normalisation ``(x - 127.5) / 128`` itself.
 
-    python -m training.tools.mtcnn \
-        --wheel /work/wheels/facenet_pytorch-2.6.0-py3-none-any.whl --out models/mtcnn
+    facegate-train convert-mtcnn --wheel facenet_pytorch-2.6.0-py3-none-any.whl --out models/mtcnn
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import logging
@@ -284,25 +282,6 @@ def convert(source: WeightSource, out: Path, seed: int = 0, command: str = "") -
         log.debug("%s: %d bytes, max |torch - ort| = %.2e", path.name, path.stat().st_size, errors[name])
     (out / "LICENSE").write_text(source.license_text.rstrip() + "\n")
     (out / "PROVENANCE.md").write_text(
-        provenance(source, out, command or f"python -m training.tools.mtcnn --out {out}")
+        provenance(source, out, command or f"facegate-train convert-mtcnn --out {out}")
     )
     return errors
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--wheel", type=Path, help="facenet_pytorch-*.whl (default: the installed package)")
-    parser.add_argument("--out", type=Path, default=Path("models/mtcnn"))
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    source = read_wheel(args.wheel) if args.wheel else read_installed()
-    wheel_arg = f" --wheel {args.wheel.name}" if args.wheel else ""
-    command = f"python -m training.tools.mtcnn{wheel_arg} --out {args.out}"
-    errors = convert(source, args.out, args.seed, command)
-    for name, err in errors.items():
-        print(f"{name}.onnx  max |torch - onnxruntime| = {err:.2e}")
-
-
-if __name__ == "__main__":
-    main()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.conftest import data_dir
 from tests.training.synthetic_faces import make_cache, make_identity_folder
 from training.backbones import ARCFACE_TEMPLATE_112, arcface_template
 from training.data.augment import Augment, to_float_nchw
@@ -19,7 +19,7 @@ from training.data.prepare import PrepareOptions
 from training.data.sources import list_images
 
 REPO = Path(__file__).resolve().parents[3]
-DATA = Path(os.environ.get("FACEGATE_DATA", REPO.parent / "shared" / "data"))
+DATA = data_dir()
 LFW = DATA / "lfw" / "images"
 MTCNN = REPO / "models" / "mtcnn"
 

@@ -5,16 +5,17 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from training.backbones.dlib_resnet import UNITS, DlibResNet, load_dlib_network
+from training.backbones.dlib_resnet import UNITS, DlibResNet
 from training.dlib.format import DlibFormatError, DlibReader
 from training.dlib.net import TAG_OR_SKIP, parse_network
+from training.dlib.weights import load_dlib_network
+from training.paths import paths
 
 # --------------------------------------------------------------------------- a tiny writer
 
@@ -249,9 +250,9 @@ def test_structure_mismatch_is_refused() -> None:
 
 
 def _dat_path() -> Path | None:
-    env = os.environ.get("FACEGATE_DLIB_MODEL")
-    if env:
-        return Path(env) if Path(env).is_file() else None
+    configured = paths().dlib_model
+    if configured is not None:
+        return configured if configured.is_file() else None
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or spec.origin is None:
         return None
@@ -259,8 +260,7 @@ def _dat_path() -> Path | None:
     return path if path.is_file() else None
 
 
-LFW_IMAGES = Path(os.environ.get("FACEGATE_DATA", Path(__file__).resolve().parents[4] / "shared" / "data"))
-LFW_IMAGES = LFW_IMAGES / "lfw" / "images"
+LFW_IMAGES = paths().data / "lfw" / "images"
 
 
 @pytest.mark.lfw
@@ -326,5 +326,6 @@ def test_registry_takes_a_fitted_template_and_finds_the_dat(monkeypatch, tmp_pat
     expected = json.loads((card / "model.json").read_text())["alignment"]["template"]
     assert from_card.alignment_template == tuple(tuple(p) for p in expected)
     monkeypatch.setenv("FACEGATE_DLIB_MODEL", str(tmp_path / "absent.dat"))
+    paths.cache_clear()
     with pytest.raises(ValueError, match="FACEGATE_DLIB_MODEL"):
         build_backbone("dlib_resnet", dat_path="auto")

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from training.evaluation.pairs import lfw_key, list_identities, read_lfw_pairs, sample_pairs
 from training.evaluation.metrics import (
     accuracy_at,
     best_threshold,
@@ -18,6 +17,7 @@ from training.evaluation.metrics import (
     tar_at_far,
     verification_report,
 )
+from training.evaluation.pairs import lfw_key, list_identities, read_lfw_pairs, sample_pairs
 
 
 def _synthetic(rng: np.random.Generator, n: int, gap: float) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,7 @@ from pytorch_metric_learning import distances as pml_distances
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import reducers as pml_reducers
 
+from training.engine.objective import BatchStats, Objective
 from training.metric.distances import CosineDistance, CosineSimilarity, Distance, EuclideanDistance
 from training.metric.losses import (
     LOSSES,
@@ -19,7 +20,6 @@ from training.metric.losses import (
     ClassCircleLoss,
     ContrastiveLoss,
     CosineContrastiveLoss,
-    LossStatsMeter,
     NonZeroMeanReducer,
     NTXentLoss,
     SupConLoss,
@@ -458,18 +458,25 @@ def test_no_valid_terms_gives_zero_loss_with_a_graph():
         assert torch.equal(g, torch.zeros_like(x))
 
 
-def test_stats_meter_is_count_weighted():
-    meter = LossStatsMeter()
+def test_epoch_statistics_are_count_weighted():
+    """The loop's BatchStats weighs each batch's active share by its term count, not per batch."""
     x, labels = make_batch(20, torch.float64)
+    stats = BatchStats(torch.device("cpu"))
+    objective = Objective("triplet", TripletMarginLoss(), views=1, margin=None, easy_margin=0.2)
     outs = [TripletMarginLoss(margin=mg)(x, labels) for mg in (0.05, 0.5, 2.0)]
     for o in outs:
-        meter.update(o)
+        stats.update(o, x, labels, objective)
+    summary = stats.summary()
     n = sum(int(o.n_terms) for o in outs)
-    assert meter.active_ratio == pytest.approx(sum(int(o.n_active) for o in outs) / n)
-    assert meter.easy_ratio == pytest.approx(1 - meter.active_ratio)
-    assert meter.mean_loss == pytest.approx(sum(o.loss.item() for o in outs) / 3)
-    meter.reset()
-    assert math.isnan(meter.active_ratio)
+    assert summary["active_ratio"] == pytest.approx(sum(int(o.n_active) for o in outs) / n)
+    assert summary["loss"] == pytest.approx(sum(o.loss.item() for o in outs) / 3)
+    assert math.isnan(BatchStats(torch.device("cpu")).summary()["active_ratio"])
+
+
+def test_every_loss_declares_how_it_takes_a_batch():
+    layouts = {name: cls.input_layout for name, cls in LOSSES.items()}
+    assert layouts.pop("ntxent") == "two_views" and layouts.pop("supcon") == "stacked_views"
+    assert set(layouts.values()) == {"labelled"}
 
 
 def test_registry_builds_every_loss_and_rejects_unknown_names():

@@ -18,11 +18,12 @@ from PIL import Image
 
 from service.pipeline import mtcnn_ops as ops
 from service.pipeline.detect import FaceDetector
+from tests.conftest import data_dir
 from training.tools import mtcnn as cm
 
 REPO = Path(__file__).resolve().parents[3]
 SHIPPED = REPO / "models" / "mtcnn"
-DATA = Path(os.environ.get("FACEGATE_DATA", REPO.parent / "shared" / "data"))
+DATA = data_dir()
 LFW = DATA / "lfw" / "images"
 
 

@@ -8,18 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import nn
-
 from training.metric.losses.circle import CircleLoss, ClassCircleLoss
 from training.metric.losses.contrastive import ContrastiveLoss
 from training.metric.losses.cosine_contrastive import CosineContrastiveLoss
 from training.metric.losses.ntxent import NTXentLoss
-from training.metric.losses.output import LossOutput, LossStatsMeter, summarize
+from training.metric.losses.output import InputLayout, LossOutput, MetricLoss, summarize
 from training.metric.losses.reducers import MeanReducer, NonZeroMeanReducer, Reducer
 from training.metric.losses.supcon import SupConLoss
 from training.metric.losses.triplet import TripletMarginLoss
 
-LOSSES: dict[str, type[nn.Module]] = {
+LOSSES: dict[str, type[MetricLoss]] = {
     "contrastive": ContrastiveLoss,
     "triplet": TripletMarginLoss,
     "circle": CircleLoss,
@@ -30,7 +28,7 @@ LOSSES: dict[str, type[nn.Module]] = {
 }
 
 
-def build_loss(name: str, **kwargs: Any) -> nn.Module:
+def build_loss(name: str, **kwargs: Any) -> MetricLoss:
     """Instantiate a loss by registry name; unknown names raise ``ValueError``."""
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; valid names: {sorted(LOSSES)}")
@@ -39,12 +37,13 @@ def build_loss(name: str, **kwargs: Any) -> nn.Module:
 
 __all__ = [
     "LOSSES",
+    "InputLayout",
     "CircleLoss",
     "ClassCircleLoss",
     "ContrastiveLoss",
     "CosineContrastiveLoss",
     "LossOutput",
-    "LossStatsMeter",
+    "MetricLoss",
     "MeanReducer",
     "NTXentLoss",
     "NonZeroMeanReducer",

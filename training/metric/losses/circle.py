@@ -13,6 +13,7 @@ constants (no gradient flows through them). Similarities are cosine similarities
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +21,7 @@ from torch import Tensor, nn
 
 from training.metric.distances import CosineSimilarity
 from training.metric.losses._pairs import check_batch
-from training.metric.losses.output import LossOutput, summarize
+from training.metric.losses.output import InputLayout, LossOutput, MetricLoss, summarize
 from training.metric.losses.reducers import MeanReducer, Reducer
 from training.metric.miners import pair_masks
 
@@ -46,7 +47,7 @@ def circle_per_anchor(sim: Tensor, pos: Tensor, neg: Tensor, m: float, gamma: fl
     return F.softplus(torch.logsumexp(logit_p, dim=1) + torch.logsumexp(logit_n, dim=1))
 
 
-class CircleLoss(nn.Module):
+class CircleLoss(MetricLoss):
     """Pair-wise circle loss over a labelled batch; one term per anchor.
 
     Every sample with at least one positive and one negative in the batch is an anchor; its
@@ -55,6 +56,8 @@ class CircleLoss(nn.Module):
     ``m = 0.25, gamma = 256`` are the paper's face-recognition setting.
     ``forward(embeddings [N, D], labels [N]) -> LossOutput``.
     """
+
+    input_layout: ClassVar[InputLayout] = "labelled"
 
     def __init__(self, m: float = 0.25, gamma: float = 256.0, reducer: Reducer | None = None) -> None:
         super().__init__()
@@ -71,7 +74,7 @@ class CircleLoss(nn.Module):
         return summarize(per_anchor, self.reducer)
 
 
-class ClassCircleLoss(nn.Module):
+class ClassCircleLoss(MetricLoss):
     """Class-level circle loss with a learnable proxy (weight vector) per class.
 
     ``s_p`` is the cosine between a sample and its class's proxy (one positive per sample),
@@ -79,6 +82,8 @@ class ClassCircleLoss(nn.Module):
     The proxies ``weight`` ``[num_classes, embedding_dim]`` are a parameter: give this module's
     parameters to the optimiser. ``forward(embeddings [N, D], labels [N] in [0, C)) -> LossOutput``.
     """
+
+    input_layout: ClassVar[InputLayout] = "labelled"
 
     def __init__(
         self,

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from training.metric.distances import Distance, EuclideanDistance
 from training.metric.losses._pairs import check_batch, upper_pairs
-from training.metric.losses.output import LossOutput, summarize
+from training.metric.losses.output import InputLayout, LossOutput, MetricLoss, summarize
 from training.metric.losses.reducers import MeanReducer, Reducer
 
 
-class ContrastiveLoss(nn.Module):
+class ContrastiveLoss(MetricLoss):
     """``y * D^2 + (1 - y) * max(0, m - D)^2`` over every unordered pair ``i < j`` of the batch.
 
     ``y = 1`` for pairs with the same label, ``D`` the distance (Euclidean by default; any
     distance with ``smaller_is_closer``). One term per pair, reduced by ``reducer`` (mean over
     all pairs by default). ``forward(embeddings [N, D], labels [N]) -> LossOutput``.
     """
+
+    input_layout: ClassVar[InputLayout] = "labelled"
 
     def __init__(
         self, margin: float = 1.0, distance: Distance | None = None, reducer: Reducer | None = None

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from training.metric.distances import CosineSimilarity
-from training.metric.losses.output import LossOutput, summarize
+from training.metric.losses.output import InputLayout, LossOutput, MetricLoss, summarize
 from training.metric.losses.reducers import MeanReducer, Reducer
 
 
-class NTXentLoss(nn.Module):
+class NTXentLoss(MetricLoss):
     """NT-Xent over two augmented views ``z1, z2`` ``[N, D]`` of the same N samples.
 
     The 2N embeddings are compared by cosine similarity divided by ``temperature``; for each of
@@ -19,6 +21,8 @@ class NTXentLoss(nn.Module):
     ``l_i = -log(exp(s_ij / t) / sum_{k != i} exp(s_ik / t))``. One term per embedding (2N terms),
     mean by default. ``forward(z1, z2) -> LossOutput``.
     """
+
+    input_layout: ClassVar[InputLayout] = "two_views"
 
     def __init__(self, temperature: float = 0.1, reducer: Reducer | None = None) -> None:
         super().__init__()

@@ -10,19 +10,32 @@ do (call them when logging). ``easy_ratio`` is the share of terms with exactly z
 it was given. Smooth losses (circle, NT-Xent, SupCon) are practically never exactly zero, so
 their active ratio is ~1.
 
-:class:`LossStatsMeter` sums the counts over an epoch (the ratios of an epoch are count-weighted,
-not a mean of batch ratios); its ``counts()`` tensor can be all-reduced under DDP.
+Every loss class also declares its ``input_layout`` (:data:`InputLayout`), which tells the
+training objective how to hand it a batch of several augmented views:
+
+* ``"labelled"``: ``loss(embeddings [N*V, D], labels [N*V])``, the views concatenated;
+* ``"stacked_views"``: ``loss(features [N, V, D], labels [N])`` (SupCon);
+* ``"two_views"``: ``loss(z1 [N, D], z2 [N, D])``, the two views of each image (NT-Xent).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from training.metric.losses.reducers import Reducer
+
+InputLayout = Literal["labelled", "stacked_views", "two_views"]
+
+
+class MetricLoss(nn.Module):
+    """Base of every loss: an ``nn.Module`` returning :class:`LossOutput`, with its input layout."""
+
+    input_layout: ClassVar[InputLayout] = "labelled"
 
 
 @dataclass(frozen=True)
@@ -47,46 +60,3 @@ def summarize(per_term: Tensor, reducer: Reducer) -> LossOutput:
     """Reduce per-term losses ``[T]`` and count the active ones."""
     n_terms = torch.full((), per_term.numel(), dtype=torch.long, device=per_term.device)
     return LossOutput(reducer(per_term), n_terms, (per_term.detach() > 0).sum())
-
-
-class LossStatsMeter:
-    """Accumulates loss values and term counts over many steps (e.g. one epoch)."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self._sums: Tensor | None = None  # [loss_sum, n_steps, n_terms, n_active], float64
-
-    def update(self, out: LossOutput) -> None:
-        row = torch.stack(
-            [
-                out.loss.detach().to(torch.float64),
-                torch.ones((), dtype=torch.float64, device=out.loss.device),
-                out.n_terms.to(torch.float64),
-                out.n_active.to(torch.float64),
-            ]
-        )
-        self._sums = row if self._sums is None else self._sums + row
-
-    def counts(self) -> Tensor:
-        """``[loss_sum, n_steps, n_terms, n_active]`` (float64); sum it across processes for DDP."""
-        return torch.zeros(4, dtype=torch.float64) if self._sums is None else self._sums
-
-    def load_counts(self, counts: Tensor) -> None:
-        """Replace the sums, e.g. by their all-reduced version."""
-        self._sums = counts.to(torch.float64)
-
-    @property
-    def mean_loss(self) -> float:
-        s = self.counts().tolist()
-        return s[0] / s[1] if s[1] else math.nan
-
-    @property
-    def active_ratio(self) -> float:
-        s = self.counts().tolist()
-        return s[3] / s[2] if s[2] else math.nan
-
-    @property
-    def easy_ratio(self) -> float:
-        return 1.0 - self.active_ratio

