@@ -6,7 +6,10 @@
   another replica, another model version's gallery or a CLI changed them. A person gone from the
   database leaves the index; a changed embedding is re-indexed; a person whose reference crop has
   no embedding for this version yet is embedded from the crop (``reembed``, the model's
-  ``CropEmbedder``) and the embedding stored, tagged with the version.
+  ``CropEmbedder``) and the embedding stored, tagged with the version. Crops are embedded outside
+  any database transaction, so the store step re-checks, inside its write transaction, that the
+  crop embedded is still the person's stored crop (``CropKey``); a crop replaced meanwhile
+  (``replace=true`` during a swap) is not stored but embedded again from the new crop.
 * ``backfill()``: the same for every stored crop lacking an embedding for this version (a model
   version being adopted embeds the whole gallery this way, in the background).
 * listeners, told of each enrolment and deletion made through this gallery after its commit
@@ -20,6 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -30,13 +34,29 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.crop_embed import StoredCrop
 from service.gallery.db import write_session
 from service.gallery.gallery import Gallery
-from service.gallery.tables import Embedding, Person, ReferenceCrop
+from service.gallery.tables import Embedding, Person, ReferenceCrop, as_utc
 from service.index import FaceIndex
 
 log = logging.getLogger(__name__)
 
 CropEmbed = Callable[[list[StoredCrop]], np.ndarray]
 Listener = Callable[[str, "SyncedGallery"], None]
+StoreItem = tuple[str, "CropKey | None", np.ndarray]  # (person_id, key of the crop embedded, vector)
+# Rounds of embed-then-store in one refresh: a crop replaced between the two is embedded again.
+MAX_ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class CropKey:
+    """Which stored crop an embedding was computed from: every enrolment (replacing or not)
+    writes the crop with a new ``created_at``."""
+
+    photo_sha256: str
+    created_at: str
+
+    @classmethod
+    def of(cls, photo_sha256: str, created_at: datetime) -> CropKey:
+        return cls(photo_sha256, as_utc(created_at).isoformat())
 
 
 @dataclass(frozen=True)
@@ -47,6 +67,7 @@ class PersonState:
     name: str
     embedding: tuple[int, np.ndarray] | None  # (embedding id, vector)
     crop: StoredCrop | None
+    crop_key: CropKey | None = None
 
 
 def person_states(s: Session, version: str, person_ids: list[str]) -> dict[str, PersonState]:
@@ -62,17 +83,36 @@ def person_states(s: Session, version: str, person_ids: list[str]) -> dict[str, 
         .order_by(Embedding.id.desc())
     ):
         embeddings[row.person_pk] = (int(row.id), np.frombuffer(row.vector, np.float32).copy())
-    crops = {
-        row.person_pk: StoredCrop(row.image_png, dict(row.meta or {}))
+    crops: dict[int, tuple[StoredCrop, CropKey]] = {
+        row.person_pk: (
+            StoredCrop(row.image_png, dict(row.meta or {})),
+            CropKey.of(row.photo_sha256, row.created_at),
+        )
         for row in s.execute(
-            select(ReferenceCrop.person_pk, ReferenceCrop.image_png, ReferenceCrop.meta).where(
-                ReferenceCrop.person_pk.in_(pks)
-            )
+            select(
+                ReferenceCrop.person_pk,
+                ReferenceCrop.image_png,
+                ReferenceCrop.meta,
+                ReferenceCrop.photo_sha256,
+                ReferenceCrop.created_at,
+            ).where(ReferenceCrop.person_pk.in_(pks))
         )
     }
-    return {
-        p.person_id: PersonState(p.person_id, p.name, embeddings.get(p.id), crops.get(p.id)) for p in people
-    }
+    out: dict[str, PersonState] = {}
+    for p in people:
+        crop, key = crops.get(p.id, (None, None))
+        out[p.person_id] = PersonState(p.person_id, p.name, embeddings.get(p.id), crop, key)
+    return out
+
+
+def crop_keys(s: Session, pks: list[int]) -> dict[int, CropKey]:
+    """The key of each of these people's stored crop, read now."""
+    rows = s.execute(
+        select(ReferenceCrop.person_pk, ReferenceCrop.photo_sha256, ReferenceCrop.created_at).where(
+            ReferenceCrop.person_pk.in_(pks)
+        )
+    )
+    return {r.person_pk: CropKey.of(r.photo_sha256, r.created_at) for r in rows}
 
 
 def people_without_embedding(s: Session, version: str) -> list[str]:
@@ -136,12 +176,23 @@ class SyncedGallery(Gallery):
         with self._write:
             with self.session_factory() as s:
                 states = person_states(s, self.model_version, pids)
-            missing = [st for st in states.values() if st.embedding is None and st.crop is not None]
-            if missing and self.reembed is not None:
+            for _ in range(MAX_ROUNDS):
+                missing = [st for st in states.values() if st.embedding is None and st.crop is not None]
+                if not missing or self.reembed is None:
+                    break
                 vectors = self._embed(missing)
-                stored = self._store([(st.person_id, v) for st, v in zip(missing, vectors) if v is not None])
+                items = [(st.person_id, st.crop_key, v) for st, v in zip(missing, vectors) if v is not None]
+                added, stale = self._store(items)
+                stored += added
                 with self.session_factory() as s:
                     states = person_states(s, self.model_version, pids)
+                if not stale:
+                    break
+                log.info(
+                    "model %s: %d reference crops were replaced while being embedded; embedding the new ones",
+                    self.model_version,
+                    stale,
+                )
             for pid in pids:
                 self._reconcile(pid, states.get(pid))
         return stored
@@ -169,22 +220,24 @@ class SyncedGallery(Gallery):
                 out.append(None)
         return out
 
-    def _store(self, items: list[tuple[str, np.ndarray]]) -> int:
+    def _store(self, items: list[StoreItem]) -> tuple[int, int]:
         """Store these embeddings for this version in one write transaction (one by one if that
-        fails), skipping people who are gone or already have one; returns how many were stored."""
+        fails), skipping people who are gone or already have one, and crops replaced since they
+        were read; returns (stored, skipped because the crop was replaced)."""
         if not items:
-            return 0
+            return 0, 0
         try:
             return self._store_batch(items)
         except (IntegrityError, OperationalError):  # a concurrent replica or deletion: go one by one
             log.debug(
                 "storing %d embeddings together failed; storing them one by one", len(items), exc_info=True
             )
-        stored = 0
+        stored = stale = 0
         for item in items:
             for attempt in range(3):
                 try:
-                    stored += self._store_batch([item])
+                    added, skipped = self._store_batch([item])
+                    stored, stale = stored + added, stale + skipped
                     break
                 except IntegrityError:  # stored by another replica meanwhile, or the person was deleted
                     break
@@ -192,13 +245,13 @@ class SyncedGallery(Gallery):
                     log.warning(
                         "storing %s's embedding failed (attempt %d)", item[0], attempt + 1, exc_info=True
                     )
-        return stored
+        return stored, stale
 
-    def _store_batch(self, items: list[tuple[str, np.ndarray]]) -> int:
+    def _store_batch(self, items: list[StoreItem]) -> tuple[int, int]:
         with write_session(self.session_factory) as s:
             pks = dict(
                 s.execute(
-                    select(Person.person_id, Person.id).where(Person.person_id.in_([p for p, _ in items]))
+                    select(Person.person_id, Person.id).where(Person.person_id.in_([p for p, _, _ in items]))
                 ).all()
             )
             have = set(
@@ -209,12 +262,22 @@ class SyncedGallery(Gallery):
                     )
                 )
             )
-            todo = [(pks[p], v) for p, v in items if p in pks and pks[p] not in have]
+            keys = crop_keys(s, list(pks.values()))
+            todo: list[tuple[int, np.ndarray]] = []
+            stale = 0
+            for pid, key, vector in items:
+                pk = pks.get(pid)
+                if pk is None or pk in have:
+                    continue
+                if keys.get(pk) != key:  # the crop was replaced (or removed) after it was read
+                    stale += 1
+                    continue
+                todo.append((pk, vector))
             for pk, vector in todo:
                 vec = np.asarray(vector, np.float32).tobytes()
                 s.add(Embedding(person_pk=pk, model_version=self.model_version, vector=vec))
             s.commit()
-            return len(todo)
+            return len(todo), stale
 
     def _reconcile(self, pid: str, state: PersonState | None) -> None:
         current = self._by_person.get(pid)
