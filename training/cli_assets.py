@@ -123,3 +123,28 @@ def default_card(
         model_dir, template, data or paths().data, models_dir, cache or paths().cache, plots
     )
     typer.echo(f"wrote {path}")
+
+
+@assets_app.command("fuse")
+def fuse(
+    member: Annotated[
+        list[str], typer.Option(help="MODEL_DIR[:WEIGHT[:noflip]] of a member network (repeatable, in order)")
+    ],
+    out: Annotated[Path, typer.Option(help="model folder to write (model.onnx + model.json)")],
+    canvas: Annotated[int, typer.Option(help="side of the common aligned canvas, pixels")] = 192,
+    name: str = "facegate-fused",
+    version: str = "1.0.0",
+) -> None:
+    """Compose several embedding networks into one fused ONNX model (weighted, flip-averaged)."""
+    _logging()
+    from training.export.fusion import Member, write_fused_model
+
+    def parse(text: str) -> Member:
+        folder, *rest = text.split(":")
+        weight = float(rest[0]) if rest else 1.0
+        return Member(Path(folder), weight=weight, flip=not (len(rest) > 1 and rest[1] == "noflip"))
+
+    card = write_fused_model([parse(m) for m in member], out, canvas, name, version)
+    typer.echo(
+        f"wrote {out / 'model.onnx'} and {card} (placeholder calibration: run facegate-train calibrate)"
+    )
