@@ -34,9 +34,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from training.evaluation.embedding_cache import PipelineConfig, embed_images  # noqa: E402
+from service.calibration import ImpostorTail  # noqa: E402
+from service.model_card import Calibration, load_card  # noqa: E402
+from training.evaluation.embedding_cache import EmbeddedImages, PipelineConfig, embed_images  # noqa: E402
 from training.evaluation.evaluate import evaluate_lfw, pair_scores, score_report  # noqa: E402
-from training.evaluation.pairs import PairSet, read_lfw_pairs  # noqa: E402
+from training.evaluation.identification import identification_report, open_set_protocol  # noqa: E402
+from training.evaluation.pairs import PairSet, list_identities, read_lfw_pairs  # noqa: E402
 from training.paths import paths  # noqa: E402
 
 log = logging.getLogger("bench.accuracy")
@@ -133,17 +136,54 @@ def face_recognition_lfw(
     return report, scores
 
 
+def strict_and_open_set(
+    emb: EmbeddedImages, pairs: PairSet, calibration: Calibration, keys: list[str], labels: list[str]
+) -> dict:
+    """TAR at FAR 1e-4 over every cross-identity pair of ``keys``, and the open-set 1:N figures."""
+    vectors = {k: emb.embeddings[i] for k, i in emb.index().items()}
+    tail = ImpostorTail()
+    tail.add_within(np.stack([vectors[k] for k in keys]), labels)
+    scores, _ = pair_scores(pairs, emb)
+    genuine = scores[pairs.labels]
+    t = tail.threshold_at(1e-4)
+    out: dict = {"tar_at_far_1e-4_all_cross_pairs": {"tar": float(np.mean(genuine >= t)), "similarity": t,
+                                                     "impostor_pairs": tail.total}}  # fmt: skip
+    out["open_set"] = identification_report(open_set_protocol(keys, labels), vectors, calibration)
+    return out
+
+
+def celeba_open_set(model_dir: Path, args: argparse.Namespace, config: PipelineConfig) -> dict:
+    root = args.data / "celeba-aligned"
+    ids = list_identities(root)
+    keys = [k for ks in ids.values() for k in ks]
+    labels = [n for n, ks in ids.items() for _ in ks]
+    emb = embed_images(root, keys, model_dir, args.models_dir, args.cache, config)
+    vectors = {k: emb.embeddings[i] for k, i in emb.index().items()}
+    return identification_report(open_set_protocol(keys, labels), vectors, load_card(model_dir).calibration)
+
+
 def markdown_table(rows: list[tuple[str, str, dict]]) -> str:
     out = [
-        "| model (pipeline) | face used | LFW accuracy (10-fold) | ROC AUC | EER | TAR@FAR=1e-3 | no face found |",
-        "|---|---|---|---|---|---|---|",
+        "| model (pipeline) | face used | LFW accuracy (10-fold) | ROC AUC | EER | TAR@FAR=1e-3 | TAR@FAR=1e-4 "
+        "(all cross pairs) | rank-1 | open-set IR @ FPIR 1 % (measured FPIR) | CelebA rank-1 | CelebA IR (FPIR) "
+        "| no face found |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def pct(v: object) -> str:
+        return f"{100 * float(v):.1f} %" if isinstance(v, int | float) else "–"
+
     for name, choice, r in rows:
         acc = f"{100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f} %"
         tar = f"{100 * r['tar_at_far']['0.001']['tar']:.2f} %"
+        t4 = r.get("tar_at_far_1e-4_all_cross_pairs", {}).get("tar")
+        o = r.get("open_set", {})
+        c = r.get("celeba_open_set", {})
+        ir = f"{pct(o['identification_rate'])} ({pct(o['fpir'])})" if o else "–"
+        cir = f"{pct(c['identification_rate'])} ({pct(c['fpir'])})" if c else "–"
         out.append(
-            f"| {name} | {choice} | {acc} | {r['roc_auc']:.4f} | {100 * r['eer']:.2f} % "
-            f"| {tar} | {r['faces_not_found']} of {r['images']} |"
+            f"| {name} | {choice} | {acc} | {r['roc_auc']:.4f} | {100 * r['eer']:.2f} % | {tar} | {pct(t4)} "
+            f"| {pct(o.get('rank1'))} | {ir} | {pct(c.get('rank1'))} | {cir} | {r['faces_not_found']} of {r['images']} |"
         )
     return "\n".join(out)
 
@@ -160,6 +200,7 @@ def main() -> None:
         "the image centre (LFW's subject)",
     )  # fmt: skip
     ap.add_argument("--no-face-recognition", action="store_true")
+    ap.add_argument("--no-celeba", action="store_true", help="skip the CelebA open-set columns")
     ap.add_argument(
         "--plots", type=Path, help="write lfw_roc_det.png (all rows) and per-model histograms here"
     )
@@ -177,8 +218,13 @@ def main() -> None:
                 raise SystemExit(f"{model_dir}: no model.json (a model folder holds model.onnx + model.json)")
             plots = args.plots / f"{model_dir.name}-{choice}" if args.plots else None
             rep = evaluate_lfw(model_dir, args.data, args.models_dir, args.cache, config, plots)
-            rows.append((f"{rep['model']} (FaceGate: MTCNN + align + ONNX)", choice, rep))
             emb = embed_images(images, pairs.keys, model_dir, args.models_dir, args.cache, config)
+            keys = sorted(set(pairs.keys))
+            rep.update(strict_and_open_set(emb, pairs, load_card(model_dir).calibration, keys,
+                                           [k.split("/")[0] for k in keys]))  # fmt: skip
+            if not args.no_celeba and choice == "largest":
+                rep["celeba_open_set"] = celeba_open_set(model_dir, args, config)
+            rows.append((f"{rep['model']} (FaceGate: MTCNN + align + ONNX)", choice, rep))
             curves[f"{rep['model']}, {choice} face"] = (pair_scores(pairs, emb)[0], pairs.labels)
         if not args.no_face_recognition:
             rep, scores = face_recognition_lfw(args.data, args.cache, pairs, choice)
