@@ -18,7 +18,7 @@ from service.gallery.records import PersonRecord
 from service.gallery.tables import as_utc
 from service.metrics import Metrics
 from service.pipeline.pipeline import EmbeddedFace, FacePipeline, FaceSelection, Photo, Timings
-from service.pipeline.quality import QualityLimits, assess
+from service.pipeline.quality import QualityLimits, assess, limits_for, quality_levels
 from service.schemas import (
     CandidateOut,
     EnrollOptions,
@@ -77,11 +77,13 @@ class Recognizer(Generic[GalleryT]):
         self.settings = settings
         self.metrics = metrics
         self.card = pipeline.embedder.card
-        self.limits = QualityLimits(
-            min_eye_distance=settings.min_eye_distance,
-            min_sharpness=settings.min_sharpness,
-            max_yaw=settings.max_yaw,
-            min_detection_score=settings.min_detection_score,
+        self.quality_levels = quality_levels(
+            QualityLimits(
+                min_eye_distance=settings.min_eye_distance,
+                min_sharpness=settings.min_sharpness,
+                max_yaw=settings.max_yaw,
+                min_detection_score=settings.min_detection_score,
+            )
         )
 
     @property
@@ -105,25 +107,18 @@ class Recognizer(Generic[GalleryT]):
         selection = FaceSelection(opts.face_selection)
         photo = self._process(data, selection)
         face = photo.faces[0]
-        quality = assess(face.face, face.crop, self.limits)
+        quality = assess(face.face, face.crop, limits_for(self.quality_levels, opts.quality_filter))
         if not quality.ok:
             raise LowQuality(
-                "; ".join(p["message"] for p in quality.problems),
+                "; ".join(p["message"] for p in quality.problems)
+                + f" (quality_filter={opts.quality_filter})",
                 reasons=quality.problems,
                 quality=quality.to_dict(),
+                quality_filter=opts.quality_filter,
                 face=face.face.to_dict(),
             )
         if not opts.allow_duplicate:
-            threshold = verify_threshold(self.card.calibration, self.settings.target_far, None)
-            for hit in self._scored(face, 2):
-                if hit.person_id != opts.person_id and hit.score >= threshold.score:
-                    raise DuplicateFace(
-                        f"this face already matches {hit.person_id} ({hit.name}) with score {hit.score:.3f}; "
-                        "set allow_duplicate=true to enrol it anyway",
-                        person_id=hit.person_id,
-                        name=hit.name,
-                        score=round(hit.score, 4),
-                    )
+            self._refuse_duplicate(face, opts.person_id)
         record = self.gallery.enroll(
             person_id=opts.person_id,
             name=opts.name,
@@ -159,6 +154,27 @@ class Recognizer(Generic[GalleryT]):
             model_version=self.version,
             replaced=replaced,
         )
+
+    def _refuse_duplicate(self, face: EmbeddedFace, person_id: str | None) -> None:
+        """Raise ``DuplicateFace`` when the face matches someone else enrolled.
+
+        Looking for this face among everyone enrolled is a 1:N search, so it takes /identify's
+        threshold for the current gallery size (``identify_threshold``): a distinct person is
+        refused with the false-positive identification rate FACEGATE_TARGET_FPIR, whatever N is.
+        """
+        threshold = identify_threshold(self.card.calibration, self.settings.target_fpir, self.gallery.size())
+        for hit in self._scored(face, 2):
+            if hit.person_id != person_id and hit.score >= threshold.score:
+                raise DuplicateFace(
+                    f"this face already matches {hit.person_id} ({hit.name}) with score {hit.score:.3f} "
+                    f"(threshold {threshold.score:.3f}: {threshold.basis}); "
+                    "set allow_duplicate=true to enrol it anyway",
+                    person_id=hit.person_id,
+                    name=hit.name,
+                    score=round(hit.score, 4),
+                    threshold=round(threshold.score, 4),
+                    threshold_basis=threshold.basis,
+                )
 
     def verify(self, data: bytes, opts: VerifyOptions, caller: Caller) -> VerifyOut:
         reference = self.gallery.embedding_of(opts.person_id)  # PersonNotFound before any work

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.pipeline.face import Face
 from service.pipeline.pipeline import FaceSelection
-from service.pipeline.quality import QualityReport
+from service.pipeline.quality import QualityFilter, QualityReport
 
 PERSON_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$"
 
@@ -27,7 +27,14 @@ class EnrollOptions(_Strict):
         None, pattern=PERSON_ID_PATTERN, description="client key; generated if absent"
     )
     face_selection: Literal["single", "largest"] = Field("single", description="single (default) or largest")
-    allow_duplicate: bool = False
+    quality_filter: QualityFilter = Field(
+        "medium",
+        description="how strict the enrolment quality gate is: none (no gate), low, medium (default) or "
+        "high; the README lists what each level refuses and its failure-to-enrol rate on LFW",
+    )
+    allow_duplicate: bool = Field(
+        False, description="enrol even when the face matches someone already enrolled (1:N threshold)"
+    )
     replace: bool = False
 
 

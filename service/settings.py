@@ -43,15 +43,23 @@ class Settings(BaseSettings):
         40, gt=0, description="Smallest face the detector looks for, in original pixels"
     )
 
-    # enrolment quality
-    min_eye_distance: float = Field(20.0, ge=0, description="Smallest inter-eye distance (px) to enrol")
+    # enrolment quality: the limits of quality_filter=medium (service/pipeline/quality.py, README)
+    min_eye_distance: float = Field(
+        24.0, ge=0, description="Smallest inter-eye distance (px) to enrol at quality_filter=medium"
+    )
     min_sharpness: float = Field(
-        15.0, ge=0, description="Smallest variance of the Laplacian of the aligned crop"
+        12.0,
+        ge=0,
+        description="Smallest variance of the Laplacian of the aligned crop at quality_filter=medium",
     )
     max_yaw: float = Field(
-        0.6, ge=0, description="Largest yaw asymmetry from the landmarks (0 frontal, 1 profile)"
+        0.99,
+        ge=0,
+        description="Largest yaw asymmetry from the landmarks (0 frontal, 1 profile) at quality_filter=medium",
     )
-    min_detection_score: float = Field(0.9, ge=0, le=1, description="Smallest detector confidence to enrol")
+    min_detection_score: float = Field(
+        0.95, ge=0, le=1, description="Smallest detector confidence to enrol at quality_filter=medium"
+    )
 
     # decisions
     target_far: float = Field(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Literal, get_args
 
 import numpy as np
 from PIL import Image
@@ -16,6 +17,35 @@ class QualityLimits:
     min_sharpness: float
     max_yaw: float
     min_detection_score: float
+
+
+QualityFilter = Literal["none", "low", "medium", "high"]
+QUALITY_FILTERS: tuple[str, ...] = get_args(QualityFilter)
+
+# Limits of each quality_filter level, chosen on LFW View 2 by bench/quality_gates.py (README,
+# "Enrolment quality"): "medium" (the default) keeps the failure-to-enrol rate at or under 1 % while
+# the photos it refuses are falsely rejected at least twice as often as the photos it accepts.
+# The service's settings (FACEGATE_MIN_EYE_DISTANCE, ...) override the medium level.
+QUALITY_LEVELS: dict[str, QualityLimits] = {
+    "none": QualityLimits(min_eye_distance=0.0, min_sharpness=0.0, max_yaw=1.0, min_detection_score=0.0),
+    "low": QualityLimits(min_eye_distance=16.0, min_sharpness=8.0, max_yaw=0.999, min_detection_score=0.8),
+    "medium": QualityLimits(
+        min_eye_distance=24.0, min_sharpness=12.0, max_yaw=0.99, min_detection_score=0.95
+    ),
+    "high": QualityLimits(min_eye_distance=30.0, min_sharpness=20.0, max_yaw=0.85, min_detection_score=0.993),
+}
+
+
+def quality_levels(medium: QualityLimits) -> dict[str, QualityLimits]:
+    """Every level's limits, with ``medium`` as configured (the settings)."""
+    return {**QUALITY_LEVELS, "medium": replace(medium)}
+
+
+def limits_for(levels: dict[str, QualityLimits], level: str) -> QualityLimits:
+    try:
+        return levels[level]
+    except KeyError:
+        raise ValueError(f"unknown quality_filter {level!r}; valid: {', '.join(QUALITY_FILTERS)}") from None
 
 
 @dataclass(frozen=True)
