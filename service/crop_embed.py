@@ -1,6 +1,11 @@
 """Re-embedding stored reference crops with a model, realigning crops made for another template.
 
-A crop is stored as the PNG the enrolling model was fed, with its meta: the face's 5 landmarks
+Two kinds of stored crop (``ReferenceCrop.kind``). A ``canvas`` (every enrolment since storage
+revision 0002) is the large aligned canvas of ``service.pipeline.canvas``: a model's crop is cut
+from it with the canvas's landmarks, so every template is covered. A ``chip`` (older rows) is
+the enrolling model's own crop, handled as follows.
+
+A chip is stored as the PNG the enrolling model was fed, with its meta: the face's 5 landmarks
 in the original photo and (since model swaps exist) the alignment it was cut with. When the
 new model's alignment (size and template) is the same, the crop goes in as it is. Otherwise the
 crop is warped onto the new template: the landmarks' positions in the crop are recomputed from
@@ -22,6 +27,7 @@ from PIL import Image
 
 from service.model_card import Alignment
 from service.pipeline.align import align_face, similarity_transform
+from service.pipeline.canvas import CANONICAL_TEMPLATE, CANVAS_SIZE, crop_from_canvas
 from service.pipeline.embed import Embedder
 
 log = logging.getLogger(__name__)
@@ -31,6 +37,7 @@ log = logging.getLogger(__name__)
 class StoredCrop:
     png: bytes
     meta: dict
+    kind: str = "chip"  # ReferenceCrop.kind: "chip" or "canvas"
 
 
 def decode_png(png: bytes) -> np.ndarray:
@@ -41,6 +48,12 @@ def decode_png(png: bytes) -> np.ndarray:
 def alignment_meta(alignment: Alignment) -> dict:
     """What a gallery stores with a crop about how it was cut."""
     return {"size": list(alignment.size), "template": [list(p) for p in alignment.template]}
+
+
+def canvas_alignment_meta() -> dict:
+    """The canvas's frame in the form of ``alignment_meta`` (stored with a canvas too, so code
+    that only knows chips realigns it correctly)."""
+    return {"size": list(CANVAS_SIZE), "template": np.round(CANONICAL_TEMPLATE, 4).tolist()}
 
 
 def _crop_landmarks(meta: dict, src_template: np.ndarray) -> np.ndarray:
@@ -80,7 +93,10 @@ class CropEmbedder:
         self.batch_size = batch_size
 
     def prepare(self, crop: StoredCrop) -> np.ndarray:
-        return realign(decode_png(crop.png), crop.meta or {}, self.alignment)
+        image = decode_png(crop.png)
+        if crop.kind == "canvas":
+            return crop_from_canvas(image, crop.meta or {}, self.alignment)
+        return realign(image, crop.meta or {}, self.alignment)
 
     def __call__(self, crops: Sequence[StoredCrop]) -> np.ndarray:
         if not crops:

@@ -119,15 +119,18 @@ class Recognizer(Generic[GalleryT]):
             )
         if not opts.allow_duplicate:
             self._refuse_duplicate(face, opts.person_id)
+        canvas = self.pipeline.canvas(photo, face.face)  # stored: any later model's crop is cut from it
         record = self.gallery.enroll(
             person_id=opts.person_id,
             name=opts.name,
-            crop_png=_png(face.crop),
-            crop_size=(face.crop.shape[1], face.crop.shape[0]),
+            crop_png=_png(canvas.image),
+            crop_size=(canvas.image.shape[1], canvas.image.shape[0]),
+            crop_kind="canvas",
             face_meta={
                 "face": face.face.to_dict(),
                 "quality": quality.to_dict(),
                 "photo": [photo.width, photo.height],
+                "canvas": canvas.meta(),
             },
             photo_sha256=hashlib.sha256(data).hexdigest(),
             embedding=face.embedding,

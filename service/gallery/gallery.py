@@ -16,7 +16,7 @@ from service.errors import AlreadyEnrolled, InvalidRequest, PersonNotFound
 from service.gallery import queries
 from service.gallery.db import write_session
 from service.gallery.records import Candidate, PersonRecord
-from service.gallery.tables import ChangeLog, Embedding, Person, ReferenceCrop, utcnow
+from service.gallery.tables import CROP_KINDS, ChangeLog, Embedding, Person, ReferenceCrop, utcnow
 from service.index import FaceIndex
 
 log = logging.getLogger(__name__)
@@ -98,11 +98,14 @@ class Gallery:
         replace: bool = False,
         *,
         crop_size: tuple[int, int] | None = None,
+        crop_kind: str = "chip",
     ) -> PersonRecord:
         """Store a person (``person_id`` None: a new uuid4 hex) with the aligned reference crop and
         its embedding. An existing person raises AlreadyEnrolled unless ``replace``, which swaps
         name, crop and embedding in one transaction (embeddings of other model versions, made from
-        the old crop, are dropped). Nothing is stored when anything is invalid."""
+        the old crop, are dropped). ``crop_kind`` says what ``crop_png`` is (``chip``: the
+        model's own crop; ``canvas``: the model-independent canvas, see ``ReferenceCrop``).
+        Nothing is stored when anything is invalid."""
         vector = np.asarray(embedding, dtype=np.float32)
         if vector.shape != (self.index.dim,) or not np.isfinite(vector).all():
             raise ValueError(f"embedding must be {self.index.dim} finite numbers, got shape {vector.shape}")
@@ -111,6 +114,8 @@ class Gallery:
         if len(photo_sha256) != 64 or not all(c in "0123456789abcdef" for c in photo_sha256):
             raise ValueError("photo_sha256 must be 64 lowercase hexadecimal digits")
         width, height = crop_size or png_size(crop_png)
+        if crop_kind not in CROP_KINDS:
+            raise ValueError(f"unknown crop kind {crop_kind!r}; valid: {', '.join(CROP_KINDS)}")
         try:
             json.dumps(face_meta)  # fail here, before any write
         except (TypeError, ValueError) as exc:
@@ -145,6 +150,7 @@ class Gallery:
                     photo_sha256,
                     now,
                 )
+                person.crop.kind = crop_kind
                 emb = Embedding(
                     person_pk=person.id,
                     model_version=self.model_version,

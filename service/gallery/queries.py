@@ -95,7 +95,8 @@ def _iso(t) -> str | None:
 def export_person(s: Session, person_id: str) -> dict[str, Any]:
     """Everything stored about a person, JSON-ready: the record, the reference crop (base64 PNG)
     and its metadata, every embedding (all model versions), the audit rows and change-log rows
-    naming them."""
+    naming them. The crop's ``kind`` says whether it is the enrolling model's crop (``chip``) or
+    the model-independent canvas (``canvas``)."""
     p = s.scalar(
         select(Person)
         .where(Person.person_id == lookup_id(person_id))
@@ -119,6 +120,7 @@ def export_person(s: Session, person_id: str) -> dict[str, Any]:
             "png_base64": base64.b64encode(crop.image_png).decode(),
             "width": crop.width,
             "height": crop.height,
+            "kind": crop.kind,
             "meta": crop.meta,
             "photo_sha256": crop.photo_sha256,
             "created_at": _iso(crop.created_at),

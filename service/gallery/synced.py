@@ -14,8 +14,9 @@
   version being adopted embeds the whole gallery this way, in the background).
 * listeners, told of each enrolment and deletion made through this gallery after its commit
   (the model lifecycle uses them to keep a version being adopted in step without waiting).
-* the crop's alignment (size and template of this model) stored in the crop's meta at
-  enrolment, so that another model can realign the crop (``service.crop_embed``).
+* the crop's alignment stored in the crop's meta at enrolment (this model's size and template
+  for a ``chip``, the canvas's frame for a ``canvas``), so that another model can realign the
+  crop (``service.crop_embed``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.crop_embed import StoredCrop
+from service.crop_embed import StoredCrop, canvas_alignment_meta
 from service.gallery.db import write_session
 from service.gallery.gallery import Gallery
 from service.gallery.tables import Embedding, Person, ReferenceCrop, as_utc
@@ -85,7 +86,7 @@ def person_states(s: Session, version: str, person_ids: list[str]) -> dict[str, 
         embeddings[row.person_pk] = (int(row.id), np.frombuffer(row.vector, np.float32).copy())
     crops: dict[int, tuple[StoredCrop, CropKey]] = {
         row.person_pk: (
-            StoredCrop(row.image_png, dict(row.meta or {})),
+            StoredCrop(row.image_png, dict(row.meta or {}), row.kind),
             CropKey.of(row.photo_sha256, row.created_at),
         )
         for row in s.execute(
@@ -95,6 +96,7 @@ def person_states(s: Session, version: str, person_ids: list[str]) -> dict[str, 
                 ReferenceCrop.meta,
                 ReferenceCrop.photo_sha256,
                 ReferenceCrop.created_at,
+                ReferenceCrop.kind,
             ).where(ReferenceCrop.person_pk.in_(pks))
         )
     }
@@ -144,8 +146,11 @@ class SyncedGallery(Gallery):
     # ---- writes made here: remember the crop's alignment, tell the listeners ----
 
     def enroll(self, *args: Any, **kwargs: Any):
-        if self.alignment and isinstance(kwargs.get("face_meta"), dict):
-            kwargs["face_meta"] = {**kwargs["face_meta"], "alignment": self.alignment}
+        meta = kwargs.get("face_meta")
+        if isinstance(meta, dict):
+            frame = canvas_alignment_meta() if kwargs.get("crop_kind") == "canvas" else self.alignment
+            if frame:
+                kwargs["face_meta"] = {**meta, "alignment": frame}
         result = super().enroll(*args, **kwargs)
         record = result[0] if isinstance(result, tuple) else result
         self._notify(record.person_id)

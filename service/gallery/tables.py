@@ -60,10 +60,20 @@ class Person(Base):
     )
 
 
+CROP_KINDS = ("chip", "canvas")
+
+
 class ReferenceCrop(Base):
-    """The aligned reference crop, kept so the gallery can be re-embedded by a new model."""
+    """The aligned reference image, kept so the gallery can be re-embedded by a new model.
+
+    ``kind`` says what it is: ``canvas`` (stored since revision 0002) is the large aligned canvas
+    in the model-independent frame of ``service.pipeline.canvas``, from which any model's crop is
+    derived; ``chip`` (rows stored before) is the enrolling model's own aligned crop, realigned
+    for another template as far as it reaches (``service.crop_embed``).
+    """
 
     __tablename__ = "reference_crops"
+    __table_args__ = (CheckConstraint("kind IN ('chip', 'canvas')", name="kind"),)
 
     person_pk: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), primary_key=True)
     image_png: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
@@ -72,6 +82,7 @@ class ReferenceCrop(Base):
     meta: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
     photo_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, default="chip", server_default="chip")
 
     person: Mapped[Person] = relationship(back_populates="crop")
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from service.errors import MultipleFaces, NoFace
 from service.pipeline.align import align_face
+from service.pipeline.canvas import Canvas, cut_canvas
 from service.pipeline.decode import decode_image
 from service.pipeline.detect import FaceDetector
 from service.pipeline.embed import Embedder
@@ -46,6 +47,7 @@ class Photo:
     width: int
     height: int
     faces: list[EmbeddedFace]
+    rgb: np.ndarray | None = field(default=None, repr=False)  # the decoded photo (for the canvas)
 
 
 class FacePipeline:
@@ -59,6 +61,13 @@ class FacePipeline:
 
     def align(self, rgb: np.ndarray, face: Face) -> np.ndarray:
         return align_face(rgb, face.landmarks, self.template, self.crop_size)
+
+    @staticmethod
+    def canvas(photo: Photo, face: Face) -> Canvas:
+        """The face's model-independent canvas, the reference image a gallery stores."""
+        if photo.rgb is None:
+            raise ValueError("the photo was processed without keeping its pixels")
+        return cut_canvas(photo.rgb, face.landmarks)
 
     def process(self, data: bytes, selection: FaceSelection, timings: Timings | None = None) -> Photo:
         """Decode ``data``, pick faces by ``selection`` and embed them (largest face first)."""
@@ -84,4 +93,5 @@ class FacePipeline:
             width=rgb.shape[1],
             height=rgb.shape[0],
             faces=[EmbeddedFace(f, c, e) for f, c, e in zip(chosen, crops, embeddings)],
+            rgb=rgb,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import inspect, text
 
 from tests.service.api_helpers import assert_problem, post_photo, snapshot
 
@@ -76,12 +77,22 @@ def test_delete_removes_everything_and_restart_keeps_the_rest(enrolled, make_cli
     client, people = enrolled
     export = client.get("/people/p03/export").json()
     assert export["person"]["person_id"] == "p03" and export["embeddings"] and export["reference_crop"]
+    assert export["reference_crop"]["kind"] == "canvas"
+    pk = _pk(client, "p03")
     assert client.delete("/people/p03").status_code == 204
     assert_problem(client.get("/people/p03"), 404, "person_not_found")
     assert_problem(client.get("/people/p03/export"), 404, "person_not_found")
     assert_problem(client.delete("/people/p03"), 404, "person_not_found")
     stored = snapshot(client)
-    assert "p03" not in repr({k: v for k, v in stored.items() if k != "change_log"})
+    # no text names them (binary columns left out: a PNG may hold the bytes "p03" by chance)
+    assert "p03" not in repr(_text_values(client, skip=("change_log", "audit")))
+    with client.app.state.facegate.engine.connect() as conn:
+        for table in ("people", "reference_crops", "embeddings"):
+            column = "id" if table == "people" else "person_pk"
+            assert (
+                conn.execute(text(f"SELECT count(*) FROM {table} WHERE {column} = :pk"), {"pk": pk}).scalar()
+                == 0
+            )
     assert len(stored["_index"]) == N - 1
     body = post_photo(client, "/identify", sorted(people[3].glob("*.jpg"))[1]).json()
     assert body["result"] != "match" or body["person"]["person_id"] != "p03"
@@ -93,6 +104,23 @@ def test_delete_removes_everything_and_restart_keeps_the_rest(enrolled, make_cli
     assert post_photo(restarted, "/verify", sorted(people[5].glob("*.jpg"))[1], person_id="p05").json()[
         "match"
     ]
+
+
+def _pk(client, person_id: str) -> int:
+    with client.app.state.facegate.engine.connect() as conn:
+        return conn.execute(text("SELECT id FROM people WHERE person_id = :p"), {"p": person_id}).scalar_one()
+
+
+def _text_values(client, skip: tuple[str, ...]) -> list:
+    """Every non-binary value of every table but ``skip`` (and Alembic's)."""
+    out = []
+    with client.app.state.facegate.engine.connect() as conn:
+        for table in sorted(inspect(conn).get_table_names()):
+            if table in (*skip, "alembic_version"):
+                continue
+            for row in conn.execute(text(f"SELECT * FROM {table}")).mappings():
+                out += [v for v in row.values() if not isinstance(v, bytes | memoryview)]
+    return out
 
 
 def test_people_pages_and_search(enrolled):

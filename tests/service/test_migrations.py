@@ -8,9 +8,11 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from service.gallery.db import current_revision, downgrade, make_engine, migrate, normalise_url
 from service.gallery.tables import Base
@@ -26,6 +28,7 @@ time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
 migrate(engine)
 """
 TABLES = {"people", "reference_crops", "embeddings", "api_keys", "audit", "change_log"}
+HEAD = "0002"
 
 
 def test_upgrade_from_empty_then_downgrade_and_upgrade_again(blank_database_url, tmp_path, monkeypatch):
@@ -34,13 +37,13 @@ def test_upgrade_from_empty_then_downgrade_and_upgrade_again(blank_database_url,
     assert current_revision(engine) is None and inspect(engine).get_table_names() == []
     migrate(engine)
     assert set(inspect(engine).get_table_names()) == TABLES | {"alembic_version"}
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == HEAD
     migrate(engine)  # idempotent
     downgrade(engine, "base")
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
     assert current_revision(engine) is None
     migrate(engine)
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == HEAD
     engine.dispose()
 
 
@@ -79,7 +82,7 @@ def test_replicas_migrating_at_once_do_not_collide(blank_database_url):
     failures = [p.communicate(timeout=120)[1].decode()[-2000:] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], failures
     assert not errors, errors
-    assert all(current_revision(e) == "0001" for e in engines)
+    assert all(current_revision(e) == HEAD for e in engines)
     for e in engines:
         e.dispose()
 
@@ -98,4 +101,54 @@ def test_sqlite_engine_creates_the_folder_and_enables_wal_and_foreign_keys(tmp_p
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() > 0
     assert (tmp_path / "a" / "b" / "gallery.db").is_file()
+    engine.dispose()
+
+
+def test_crops_stored_before_0002_become_chips_and_survive_a_downgrade(blank_database_url):
+    """Rows written at revision 0001 (the enrolling model's own crop) are marked ``chip``; new
+    rows may be ``canvas``; any other kind is refused; downgrading keeps the rows."""
+    engine = make_engine(blank_database_url)
+    migrate(engine, "0001")
+    now = "2026-01-01 00:00:00"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO people (id, person_id, name, created_at, updated_at) VALUES (1, 'old', 'Old', :t, :t)"
+            ),
+            {"t": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO reference_crops (person_pk, image_png, width, height, meta, photo_sha256, created_at) "
+                "VALUES (1, :png, 150, 150, '{}', :sha, :t)"
+            ),
+            {"png": b"png", "sha": "0" * 64, "t": now},
+        )
+    migrate(engine)
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT kind FROM reference_crops")).scalar() == "chip"
+        conn.execute(
+            text(
+                "INSERT INTO people (id, person_id, name, created_at, updated_at) VALUES (2, 'new', 'New', :t, :t)"
+            ),
+            {"t": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO reference_crops (person_pk, image_png, width, height, meta, photo_sha256, created_at, kind) "
+                "VALUES (2, :png, 288, 288, '{}', :sha, :t, 'canvas')"
+            ),
+            {"png": b"png", "sha": "1" * 64, "t": now},
+        )
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(text("UPDATE reference_crops SET kind = 'photo' WHERE person_pk = 2"))
+    downgrade(engine, "0001")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM reference_crops")).scalar() == 2
+    migrate(engine)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT kind FROM reference_crops ORDER BY person_pk")).scalars().all() == [
+            "chip",
+            "chip",
+        ]
     engine.dispose()
