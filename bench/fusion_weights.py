@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from service.model_card import load_card  # noqa: E402
-from training.evaluation.embedding_cache import embed_images  # noqa: E402
+from training.evaluation.embedding_cache import PipelineConfig, embed_images  # noqa: E402
 from training.evaluation.identification import open_set_protocol  # noqa: E402
 from training.evaluation.metrics import best_threshold, tar_at_far  # noqa: E402
 from training.evaluation.pairs import PairSet, list_identities, read_lfw_pairs  # noqa: E402
@@ -69,6 +69,7 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=paths().cache)
     ap.add_argument("--models-dir", type=Path, default=REPO / "models")
     ap.add_argument("--json", type=Path, help="write every candidate's figures here")
+    ap.add_argument("--threads", type=int, default=1, help="onnxruntime threads (0: all cores)")
     ap.add_argument("--try-no-flip", action="store_true", help="also members without flip averaging")
     ap.add_argument(
         "--celeba-people", type=int, default=1000,
@@ -78,6 +79,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if len(args.member) != 2:
         raise SystemExit("two members: the sweep is over the first member's weight")
+    config = PipelineConfig(threads=args.threads)
     cards = [load_card(m) for m in args.member]
     canvas = canvas_template(cards, args.canvas)
     pairs = view1(args.data)
@@ -103,8 +105,8 @@ def main() -> None:
                 write_fused_model(
                     [Member(model_dir, 1.0, flip)], folder, args.canvas, folder.name, "0", canvas=canvas
                 )
-            v = _vectors(embed_images(lfw, pairs.keys, folder, args.models_dir, args.cache))
-            c = _vectors(embed_images(celeba, c_keys, folder, args.models_dir, args.cache))
+            v = _vectors(embed_images(lfw, pairs.keys, folder, args.models_dir, args.cache, config))
+            c = _vectors(embed_images(celeba, c_keys, folder, args.models_dir, args.cache, config))
             g = np.stack([c[x] for x in proto.gallery])
             parts[(k, flip)] = {
                 "pairs": np.array([float(v[p.a] @ v[p.b]) for p in pairs.pairs]),
