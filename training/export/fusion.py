@@ -133,13 +133,16 @@ def build_fused_graph(members: Sequence[Member], canvas_size: int, canvas: np.nd
     nodes: list[onnx.NodeProto] = []
     inits: list[TensorProto] = [
         _const("fz_shape_axis0", np.array([0], np.int64)),
-        _const("fz_flip_start", np.array([-1], np.int64)),
-        _const("fz_flip_end", np.array([-(2**62)], np.int64)),
-        _const("fz_flip_axis", np.array([2], np.int64)),
-        _const("fz_flip_step", np.array([-1], np.int64)),
         _const("fz_zero", np.array(0.0, np.float32)),
         _const("fz_255", np.array(255.0, np.float32)),
     ]
+    if any(m.flip for m in members):  # Slice(start -1, end -inf, axis W, step -1): a horizontal flip
+        inits += [
+            _const("fz_flip_start", np.array([-1], np.int64)),
+            _const("fz_flip_end", np.array([-(2**62)], np.int64)),
+            _const("fz_flip_axis", np.array([2], np.int64)),
+            _const("fz_flip_step", np.array([-1], np.int64)),
+        ]
     nodes += [
         helper.make_node("Cast", ["image"], ["fz_float"], to=TensorProto.FLOAT),
         helper.make_node("Transpose", ["fz_float"], ["fz_nchw"], perm=[0, 3, 1, 2]),
