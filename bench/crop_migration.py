@@ -49,6 +49,7 @@ from training.evaluation.embedding_cache import (  # noqa: E402
     detect_images,
     read_rgb,
 )
+from training.evaluation.identification import OpenSet, identification_report, open_set_protocol  # noqa: E402
 from training.evaluation.metrics import verification_report  # noqa: E402
 from training.evaluation.pairs import PairSet, read_lfw_pairs  # noqa: E402
 from training.paths import paths  # noqa: E402
@@ -166,17 +167,28 @@ def main(argv: list[str] | None = None) -> int:
         f"images: {len(keys)} (LFW View 2, {pairs.n_folds} folds), no face found: {not_found} (centred landmarks)"
     )
     print(
-        f"{'reference':<10} {f'LFW {pairs.n_folds}-fold':>16} {'TAR@FAR1e-3':>12} {'rank-1':>8} {'cos to direct':>14} {'black px':>9}"
+        f"{'reference':<10} {f'LFW {pairs.n_folds}-fold':>16} {'TAR@FAR1e-3':>12} {'rank-1':>8} "
+        f"{'IR@FPIR1%':>10} {'FPIR':>6} {'cos to direct':>14} {'black px':>9}"
     )
     for way in WAYS:
         scores = np.sum(emb[way][a].astype(np.float64) * emb["direct"][b], axis=1)
         rep = verification_report(scores, pairs.labels, pairs.folds)
         r1, n_ids, n_probes = rank1(keys, emb[way], emb["direct"])
         cos = np.sum(emb[way].astype(np.float64) * emb["direct"], axis=1)
+        # open set at the threshold /identify takes from the target's card: references made this way,
+        # probes and strangers always direct
+        vectors = {f"ref:{k}": emb[way][i] for k, i in idx.items()} | {
+            k: emb["direct"][i] for k, i in idx.items()
+        }
+        proto = open_set_protocol(keys, [k.split("/")[0] for k in keys])
+        proto = OpenSet([f"ref:{k}" for k in proto.gallery], proto.probes, proto.strangers,
+                        {**proto.identity, **{f"ref:{k}": proto.identity[k] for k in proto.gallery}})  # fmt: skip
+        ident = identification_report(proto, vectors, tgt_card.calibration)
         print(
             f"{way:<10} {100 * rep.accuracy_mean:>8.2f} ± {100 * rep.accuracy_std:4.2f} %"
             f" {100 * rep.tar_at_far['0.001']['tar']:>10.2f} %"
-            f" {100 * r1:>6.2f} % {cos.mean():>8.4f} (min {cos.min():.3f})"
+            f" {100 * r1:>6.2f} % {100 * float(ident['identification_rate']):>8.2f} % {100 * float(ident['fpir']):>4.1f} %"
+            f" {cos.mean():>8.4f} (min {cos.min():.3f})"
             f" {100 * black[way]:>7.2f} %"
         )
     print(

@@ -170,7 +170,7 @@ def main() -> None:
         for model, cases in results.items():
             ours = statistics.median(cases[(label, 1)])
             print(
-                f"  FaceGate {model!r} over HTTP, p50 {ours:.1f} ms: {statistics.median(fr) / ours:.1f}x faster"
+                f"  FaceGate {model!r} over HTTP, p50 {1000 * ours:.1f} ms: {statistics.median(fr) / ours:.1f}x faster"
             )
 
 

@@ -38,6 +38,11 @@ from service.model_card import ModelCard, load_card
 from service.pipeline.align import similarity_transform
 
 FUSED_OPSET = 17
+FUSED_CALIBRATION_DATA = {
+    "name": "calibration of the fused model only (no weights changed; weights chosen by bench/fusion_weights.py): "
+    "LFW View 1 pairs, LFW images of people outside View 2, celeba-aligned (CelebA)",
+    "terms": "LFW and CelebA are published for non-commercial research; only the fitted numbers derive from them",
+}
 
 
 @dataclass(frozen=True)
@@ -284,7 +289,15 @@ def write_fused_model(
         calibration=calibration or placeholder_calibration().model_dump(),
         evaluation={},
         license=" + ".join(dict.fromkeys(c.license for c in cards)),
-        training_data=[d for c in cards for d in c.training_data],
+        training_data=[
+            *(
+                d
+                for c in cards
+                for d in c.training_data
+                if not d.get("name", "").startswith("calibration only")
+            ),
+            FUSED_CALIBRATION_DATA,
+        ],
         provenance="fused by training.export.fusion from: "
         + "; ".join(
             f"{c.name} {c.version} (weight {m.weight:g}, flip {m.flip})"
