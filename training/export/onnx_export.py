@@ -29,6 +29,9 @@ from service.model_card import (
     load_card,
     write_card,
 )
+from service.pipeline.align import align_face
+from service.pipeline.decode import decode_image
+from service.pipeline.detect import FaceDetector
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +92,26 @@ def parity_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         raise ExportParityError(f"embedding shapes differ: {a.shape} vs {b.shape}")
     na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
     return (a * b).sum(axis=1) / np.maximum(na * nb, 1e-12)
+
+
+def aligned_crops(
+    images: Sequence[Path], template: np.ndarray, size: tuple[int, int], models_dir: Path, limit: int
+) -> np.ndarray:
+    """Real faces to check an export on: the largest face of each image through the service's
+    decode -> MTCNN -> ``align_face`` onto ``template`` at ``size``, up to ``limit`` crops."""
+    detector = FaceDetector(models_dir)
+    template = np.asarray(template, dtype=np.float64)
+    crops = []
+    for path in images:
+        rgb = decode_image(path.read_bytes(), max_pixels=40_000_000)
+        faces = detector.detect(rgb)
+        if faces:
+            crops.append(align_face(rgb, faces[0].landmarks, template, size))
+        if len(crops) >= limit:
+            break
+    if not crops:
+        raise RuntimeError(f"no face found in {len(images)} images: cannot check the export")
+    return np.stack(crops)
 
 
 def export_onnx(

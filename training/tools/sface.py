@@ -39,9 +39,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from service.pipeline.align import align_face
-from service.pipeline.decode import decode_image
-from service.pipeline.detect import FaceDetector
+from training.export.onnx_export import aligned_crops
 
 log = logging.getLogger(__name__)
 
@@ -241,20 +239,8 @@ def _weight(b: _Builder, dq: onnx.NodeProto, inits: dict, shape: tuple, name: st
 
 
 def face_crops(images: Sequence[Path], models_dir: Path, limit: int) -> np.ndarray:
-    """The largest face of each image through decode -> MTCNN -> align_face (ArcFace template, 112x112)."""
-    detector = FaceDetector(models_dir)
-    template = np.asarray(TEMPLATE, dtype=np.float64)
-    crops = []
-    for path in images:
-        rgb = decode_image(path.read_bytes(), max_pixels=40_000_000)
-        faces = detector.detect(rgb)
-        if faces:
-            crops.append(align_face(rgb, faces[0].landmarks, template, INPUT_SIZE))
-        if len(crops) >= limit:
-            break
-    if not crops:
-        raise RuntimeError(f"no face found in {len(images)} images: cannot check the conversion")
-    return np.stack(crops)
+    """Real faces for the parity check, aligned as SFace expects (ArcFace template, 112x112)."""
+    return aligned_crops(images, np.asarray(TEMPLATE), INPUT_SIZE, models_dir, limit)
 
 
 def embed_original(session: ort.InferenceSession, crops: np.ndarray) -> np.ndarray:
