@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,9 @@ class Member:
     weight: float = 1.0
     flip: bool = True
 
+    @cached_property
     def card(self) -> ModelCard:
+        """The member's card, read (and its ONNX file's sha256 checked) once."""
         return load_card(self.model_dir)
 
 
@@ -123,8 +126,8 @@ def _const(name: str, array: np.ndarray) -> TensorProto:
     return numpy_helper.from_array(np.asarray(array), name)
 
 
-def _member_graph(model_dir: Path, prefix: str) -> onnx.GraphProto:
-    model = onnx.load(str(model_dir / load_card(model_dir).file))
+def _member_graph(member: Member, prefix: str) -> onnx.GraphProto:
+    model = onnx.load(str(member.model_dir / member.card.file))
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     if opset != FUSED_OPSET:
         model = onnx.version_converter.convert_version(model, FUSED_OPSET)
@@ -133,7 +136,7 @@ def _member_graph(model_dir: Path, prefix: str) -> onnx.GraphProto:
 
 def build_fused_graph(members: Sequence[Member], canvas_size: int, canvas: np.ndarray) -> onnx.ModelProto:
     """The composed ONNX model: canvas uint8 NHWC -> every member -> weighted, concatenated, unit norm."""
-    cards = [m.card() for m in members]
+    cards = [m.card for m in members]
     total = sum(m.weight for m in members)
     nodes: list[onnx.NodeProto] = []
     inits: list[TensorProto] = [
@@ -179,7 +182,7 @@ def build_fused_graph(members: Sequence[Member], canvas_size: int, canvas: np.nd
             helper.make_node("Transpose", [p + "clipped"], [p + "nhwc_f"], perm=[0, 2, 3, 1]),
             helper.make_node("Cast", [p + "nhwc_f"], [p + "crop"], to=TensorProto.UINT8),
         ]
-        graph = _member_graph(member.model_dir, p + "net_")
+        graph = _member_graph(member, p + "net_")
         net_in, net_out = graph.input[0].name, graph.output[0].name
         inits += list(graph.initializer)
         if member.flip:
@@ -235,7 +238,7 @@ def fused_reference(
     total = sum(m.weight for m in members)
     parts = []
     for member, fn in zip(members, embed, strict=True):
-        card = member.card()
+        card = member.card
         crops = np.stack([member_crop(c, canvas, card) for c in canvases])
         e = fn(crops)
         if member.flip:
@@ -266,7 +269,7 @@ def write_fused_model(
     from training.export.default_card import placeholder_calibration
     from training.export.onnx_export import write_model_card
 
-    cards = [m.card() for m in members]
+    cards = [m.card for m in members]
     canvas = canvas_template(cards, canvas_size) if canvas is None else np.asarray(canvas, np.float64)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx.save(build_fused_graph(members, canvas_size, canvas), str(out_dir / "model.onnx"))
@@ -305,7 +308,7 @@ def write_fused_model(
         ),
         embedding_dim=sum(c.embedding_dim for c in cards),
     )
-    card = load_card(out_dir)
+    card = load_card(out_dir, verify_hash=False)  # write_model_card has just hashed the file
     data = card.model_dump(mode="json")
     data["fusion"] = fusion
     from service.model_card import write_card

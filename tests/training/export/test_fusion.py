@@ -87,7 +87,7 @@ def test_fused_cosine_is_the_weighted_mean_of_member_cosines(members: list[Membe
     cos = fused_emb[:3] @ fused_emb[3:].T
     per_member = []
     for m in members:
-        card = m.card()
+        card = m.card
         crops = np.stack([member_crop(c, canvas, card) for c in x])
         e = Embedder(m.model_dir).embed(crops)
         if m.flip:
@@ -99,7 +99,7 @@ def test_fused_cosine_is_the_weighted_mean_of_member_cosines(members: list[Membe
 
 
 def test_canvas_holds_every_member_crop(members: list[Member]) -> None:
-    cards = [m.card() for m in members]
+    cards = [m.card for m in members]
     canvas = canvas_template(cards, CANVAS)
     for card in cards:
         w, h = card.alignment.size
@@ -118,4 +118,4 @@ def test_the_card_records_the_members(members: list[Member], fused: Path) -> Non
     assert [f["name"] for f in card["fusion"]] == ["a", "b"]
     assert [f["weight"] for f in card["fusion"]] == [0.7, 0.3] and card["embedding_dim"] == 14
     assert card["license"] == "a-licence + b-licence" and card["input"]["size"] == [CANVAS, CANVAS]
-    assert {f["sha256"] for f in card["fusion"]} == {m.card().sha256 for m in members}
+    assert {f["sha256"] for f in card["fusion"]} == {m.card.sha256 for m in members}
