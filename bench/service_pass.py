@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from service.pipeline.embed import Embedder
 from service.pipeline.pipeline import FacePipeline, FaceSelection
 from service.pipeline.quality import sharpness, yaw_asymmetry
 from service.settings import Settings
+from training.evaluation.embedding_cache import PipelineConfig, detector_tag, load_npz, save_npz
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,7 @@ class ServicePass:
 
 
 def _cache_path(image_root: Path, model_dir: Path, models_dir: Path, cache_dir: Path, s: Settings) -> Path:
-    mtcnn = [
-        hashlib.sha256(f.read_bytes()).hexdigest()[:16] for f in sorted((models_dir / "mtcnn").glob("*.onnx"))
-    ]
+    mtcnn = detector_tag(models_dir, PipelineConfig())["mtcnn"]
     tag = [
         str(image_root.resolve()),
         load_card(model_dir).sha256,
@@ -70,10 +68,7 @@ def service_pass(
     keys = list(dict.fromkeys(keys))
     settings = Settings(models_dir=models_dir)
     path = _cache_path(image_root, model_dir, models_dir, cache_dir, settings)
-    cached: dict[str, np.ndarray] = {}
-    if path.is_file():
-        with np.load(path, allow_pickle=False) as z:
-            cached = {k: z[k] for k in z.files}
+    cached = load_npz(path)
     known = {str(k) for k in cached.get("keys", np.array([], dtype=str))}
     todo = [k for k in keys if k not in known]
     if todo:
@@ -107,10 +102,7 @@ def service_pass(
                 add = {k: np.asarray(v) for k, v in rows.items()}
                 cached = add if not cached else {k: np.concatenate([cached[k], add[k]]) for k in add}
                 rows = {k: [] for k in rows}
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp.npz")
-                np.savez(tmp, **cached)
-                os.replace(tmp, path)
+                save_npz(path, **cached)
     index = {str(k): i for i, k in enumerate(cached["keys"])}
     idx = np.array([index[k] for k in keys], dtype=np.int64)
     return ServicePass(

@@ -84,14 +84,16 @@ def _digest(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a cache file, or nothing when it is absent."""
     if not path.is_file():
         return {}
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
 
 
-def _save_npz(path: Path, **arrays: Any) -> None:
+def save_npz(path: Path, **arrays: Any) -> None:
+    """Write a cache file atomically (a reader never sees half of it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **arrays)
@@ -130,7 +132,7 @@ def detect_images(
 
     tag = detector_tag(models_dir, config)
     path = cache_dir / f"detections-v2-{_digest([str(image_root.resolve()), tag])}.npz"
-    cached = _load_npz(path)
+    cached = load_npz(path)
     known = {str(k): i for i, k in enumerate(cached.get("keys", np.array([], dtype=str)))}
     todo = [k for k in dict.fromkeys(keys) if k not in known]
     rows: dict[str, list[np.ndarray]] = {"keys": [], "boxes": [], "landmarks": [], "sizes": []}
@@ -157,7 +159,7 @@ def detect_images(
                 add = {k: np.stack(v) for k, v in rows.items()}
                 cached = add if not cached else {k: np.concatenate([cached[k], add[k]]) for k in add}
                 rows = {k: [] for k in rows}
-                _save_npz(path, **cached)
+                save_npz(path, **cached)
         known = {str(k): i for i, k in enumerate(cached["keys"])}
     idx = np.array([known[k] for k in keys], dtype=np.int64)
     boxes, marks, sizes = cached["boxes"][idx], cached["landmarks"][idx], cached["sizes"][idx]
@@ -193,7 +195,7 @@ def embed_images(
         config.face_choice,
     ]
     path = cache_dir / f"embeddings-{_digest(tag)}.npz"
-    cached = _load_npz(path)
+    cached = load_npz(path)
     known = {str(k): i for i, k in enumerate(cached.get("keys", np.array([], dtype=str)))}
     todo = [i for i, k in enumerate(keys) if k not in known]
     if todo:
@@ -215,7 +217,7 @@ def embed_images(
             cached = add if not cached else {k: np.concatenate([cached[k], add[k]]) for k in add}
             if (start // config.batch_size) % 10 == 9 or start + config.batch_size >= len(todo):
                 log.info("embedded %d/%d", min(start + config.batch_size, len(todo)), len(todo))
-                _save_npz(path, **cached)
+                save_npz(path, **cached)
         known = {str(k): i for i, k in enumerate(cached["keys"])}
     emb = cached["embeddings"][[known[k] for k in keys]].astype(np.float32)
     if config.fallback == "none":
