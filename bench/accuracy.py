@@ -1,6 +1,6 @@
 """LFW accuracy table: FaceGate models through FaceGate's pipeline vs face_recognition, same pairs.
 
-    python bench/accuracy.py    # the README table: models/default, models/baselines/scratch-mobilefacenet, face_recognition
+    python bench/accuracy.py    # the README tables: models/default, sface, fused, the scratch baseline, face_recognition
     python bench/accuracy.py --model models/default --model var/models/dlib-finetuned --plots docs/figures
 
 Protocol (both sides): LFW View 2 ``pairs.txt``, 10 folds, accuracy = mean ± sample std with the
@@ -43,8 +43,11 @@ from training.evaluation.pairs import PairSet, list_identities, read_lfw_pairs  
 from training.paths import paths  # noqa: E402
 
 log = logging.getLogger("bench.accuracy")
-# the shipped default (dlib's weights) and the from-scratch baseline (training/configs/scratch.toml)
-DEFAULT_MODELS = (REPO / "models" / "default", REPO / "models" / "baselines" / "scratch-mobilefacenet")
+# the shipped versions (dlib's weights, SFace, the two fused) and the from-scratch baseline
+# (training/configs/scratch.toml): every row of the README's accuracy tables
+DEFAULT_MODELS = tuple(
+    REPO / "models" / n for n in ("default", "sface", "fused", "baselines/scratch-mobilefacenet")
+)
 
 
 def default_data() -> Path:
