@@ -43,7 +43,7 @@ from training.evaluation.pairs import PairSet, list_identities, read_lfw_pairs  
 from training.paths import paths  # noqa: E402
 
 log = logging.getLogger("bench.accuracy")
-# the shipped versions (dlib's weights, SFace, the two fused) and the from-scratch baseline
+# the shipped versions (dlib's weights, SFace, the fused model) and the from-scratch baseline
 # (training/configs/scratch.toml): every row of the README's accuracy tables
 DEFAULT_MODELS = tuple(
     REPO / "models" / n for n in ("default", "sface", "fused", "baselines/scratch-mobilefacenet")
