@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -150,7 +151,7 @@ def make_calibration(
     data: str,
     fars: Sequence[float] = FAR_GRID,
     min_tail: int = 10,
-    **extra: object,
+    **extra: Any,
 ) -> Calibration:
     """A model card's calibration from labelled pair scores (for ``a, b``) and an impostor tail."""
     g = np.asarray(genuine_scores, dtype=np.float64)

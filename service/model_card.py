@@ -10,15 +10,18 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from datetime import datetime, timezone
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.errors import ModelError
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="allow", protected_namespaces=())
+    """Every card field is declared: an unknown one (a typo, a field no code reads) is refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
 
 class InputSpec(_Frozen):
@@ -43,6 +46,27 @@ class FarPoint(_Frozen):
     similarity: float
 
 
+class LogisticPairs(_Frozen):
+    """Where the pairs ``a, b`` were fitted on came from (training.evaluation.calibration)."""
+
+    source: str
+    no_face_pairs: int = 0
+
+
+class ImpostorSource(_Frozen):
+    """One labelled set whose cross-identity pairs fed the false-accept table."""
+
+    source: str
+    about: str = ""
+    images: int
+    no_face: int = 0
+    identities: int
+    impostor_pairs: int
+    similarity_at_far: dict[str, float] = Field(
+        default_factory=dict, description="this set's own similarity threshold at a few rates"
+    )
+
+
 class Calibration(_Frozen):
     a: float
     b: float
@@ -52,6 +76,11 @@ class Calibration(_Frozen):
     data: str = Field("", description="the pairs the calibration was fitted on")
     genuine_pairs: int = 0
     impostor_pairs: int = 0
+    logistic_pairs: LogisticPairs | None = None
+    impostor_sources: list[ImpostorSource] | None = None
+    cross_source_pairs: int | None = Field(
+        None, description="impostor pairs taken across two sources (the rest are within one)"
+    )
 
     def score(self, similarity: float) -> float:
         z = self.a * similarity + self.b
@@ -84,6 +113,47 @@ class Calibration(_Frozen):
         return pts[-1].similarity
 
 
+class MeasuredThreshold(_Frozen):
+    """FAR and FRR measured on the organisation's photos at one similarity threshold."""
+
+    similarity: float
+    score: float
+    far: float
+    frr: float
+
+
+class OrgCalibration(_Frozen):
+    """What ``/admin/calibrate`` (service.org_calibration) measured for the version it published."""
+
+    version: str
+    based_on: str = Field(description="the version that was calibrated")
+    a: float
+    b: float
+    target_far: float
+    threshold: MeasuredThreshold = Field(description="the threshold at target_far")
+    far: float
+    frr: float
+    far_estimated_down_to: float
+    photos: int
+    photos_used: int
+    people: int
+    genuine_pairs: int
+    impostor_pairs: int
+    pairs: str = Field(description="where the pairs came from: pairs.csv or all pairs of the folder")
+
+
+class FusionMember(_Frozen):
+    """One network of a fused model (training.export.fusion), enough to rebuild and check it."""
+
+    name: str
+    version: str
+    sha256: str
+    weight: float
+    flip: bool
+    template: list[tuple[float, float]]
+    size: tuple[int, int]
+
+
 class ModelCard(_Frozen):
     name: str
     version: str
@@ -97,6 +167,21 @@ class ModelCard(_Frozen):
     calibration: Calibration
     evaluation: dict = Field(default_factory=dict)
     provenance: str = ""
+    # written by the publishers of derived versions (model_registry.derived_card)
+    published_at: datetime | None = Field(
+        None, description="when the version was published (UTC); a card without it is the oldest"
+    )
+    parent_version: str | None = Field(None, description="the version this one was derived from")
+    org_calibration: OrgCalibration | None = Field(
+        None, description="set by /admin/calibrate: what it measured on the organisation's photos"
+    )
+    fusion: list[FusionMember] | None = Field(None, description="the members of a fused model")
+
+    @field_validator("published_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        """A time written without a zone is UTC (the publishers always wrote UTC)."""
+        return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
 
 
 def file_sha256(path: Path) -> str:
@@ -130,5 +215,6 @@ def load_card(model_dir: Path, verify_hash: bool = True) -> ModelCard:
 
 def write_card(card: ModelCard, model_dir: Path) -> Path:
     path = model_dir / "model.json"
-    path.write_text(json.dumps(card.model_dump(mode="json"), indent=2) + "\n")
+    # fields a card does not carry (None) are left out, so a card reads back as it was written
+    path.write_text(json.dumps(card.model_dump(mode="json", exclude_none=True), indent=2) + "\n")
     return path

@@ -6,9 +6,9 @@ staging folder and renamed into place, so a scanner never sees half a model. ``a
 records the version last activated, so that a restarted service (and, with model watching on,
 every replica sharing the folder) comes back on it.
 
-Cards may carry two extra fields written by the publishers (the retraining job and
-``/admin/calibrate``): ``published_at`` (ISO 8601 UTC; "newer" means a later one, cards without
-it are the oldest) and ``parent_version``.
+The publishers (the retraining job and ``/admin/calibrate``) fill two card fields that shipped
+cards leave out: ``published_at`` ("newer" means a later one, cards without it are the oldest)
+and ``parent_version``.
 """
 
 from __future__ import annotations
@@ -55,21 +55,9 @@ class ModelEntry:
         }
 
 
-def _published_at(card: ModelCard) -> datetime | None:
-    raw = getattr(card, "published_at", None)
-    if not raw:
-        return None
-    try:
-        t = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
-
-
 def read_entry(folder: Path, verify_hash: bool = False) -> ModelEntry:
     card = load_card(folder, verify_hash=verify_hash)
-    parent = getattr(card, "parent_version", None)
-    return ModelEntry(card.version, folder, card, _published_at(card), str(parent) if parent else None)
+    return ModelEntry(card.version, folder, card, card.published_at, card.parent_version or None)
 
 
 def scan(models_dir: Path) -> dict[str, ModelEntry]:

@@ -31,7 +31,7 @@ def test_a_dlib_gallery_moves_to_the_fused_model_without_downtime(database_url, 
         or not (shipped / "mtcnn" / "onet.onnx").is_file()
     ):
         pytest.skip("models/default (dlib), models/fused and models/mtcnn are needed")
-    assert getattr(load_card(shipped / "fused"), "fusion", None), "models/fused records its members"
+    assert load_card(shipped / "fused").fusion, "models/fused records its members"
     models = tmp_path / "models"
     models.mkdir()
     (models / "mtcnn").symlink_to(shipped / "mtcnn", target_is_directory=True)
