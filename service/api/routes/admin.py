@@ -4,33 +4,53 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Path, Query, UploadFile
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import AdminCaller, StateDep
+from service.api.problems import problem_responses
 from service.gallery.audit import record as audit
 from service.org_calibration import calibrate_and_publish, read_zip
+from service.schemas import CalibrationReport, ModelVersions, SwapOut
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
 Version = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$", description="a model version")]
 
 
-@router.get("/models")
-def list_models(state: StateDep, caller: AdminCaller) -> dict:
+@router.get("/models", response_model=ModelVersions, responses=problem_responses(401, 403, 503))
+def list_models(state: StateDep, caller: AdminCaller) -> ModelVersions:
     """Published model versions in the models folder, the active one, and the last swap."""
-    return state.lifecycle.versions()
+    return ModelVersions.model_validate(state.lifecycle.versions())
 
 
-@router.post("/models/{version}/activate", status_code=202)
+@router.post(
+    "/models/{version}/activate",
+    status_code=202,
+    response_model=SwapOut,
+    responses={
+        200: {"model": SwapOut, "description": "with wait=true: the swap has finished or failed"},
+        **problem_responses(
+            401,
+            403,
+            404,
+            409,
+            413,
+            422,
+            503,
+            s404="no such version (model_not_found)",
+            s409="another swap is running",
+        ),
+    },
+)
 async def activate_model(
     version: Version,
     state: StateDep,
     caller: AdminCaller,
+    response: Response,
     wait: Annotated[bool, Query(description="answer when the swap has finished")] = False,
     timeout: Annotated[float, Query(gt=0, le=3600, description="longest wait, in seconds")] = 600.0,
-) -> JSONResponse:
+) -> SwapOut:
     """Adopt ``version`` (also to roll back): the gallery is re-embedded in the background while
     the current model keeps answering, then the service switches at once. 202 with the swap's
     state; with ``wait=true``, 200 once it is done (or failed)."""
@@ -48,18 +68,33 @@ async def activate_model(
     )
     if wait:
         await run_in_threadpool(job.done.wait, timeout)
-    status = 200 if job.done.is_set() else 202
-    return JSONResponse(job.to_dict(), status_code=status)
+    response.status_code = 200 if job.done.is_set() else 202
+    return SwapOut.model_validate(job.to_dict())
 
 
-@router.post("/calibrate", status_code=201)
+@router.post(
+    "/calibrate",
+    status_code=201,
+    response_model=CalibrationReport,
+    responses=problem_responses(
+        400,
+        401,
+        403,
+        409,
+        413,
+        422,
+        503,
+        s409="activate=true while another swap is running",
+        s422="not a zip of labelled photos, or too few usable faces or pairs to calibrate on",
+    ),
+)
 async def calibrate(
     state: StateDep,
     caller: AdminCaller,
     archive: Annotated[UploadFile, File(description="zip of <identity>/<photo> (+ optional pairs.csv)")],
     target_far: Annotated[float | None, Form(gt=0, lt=1, description="default: FACEGATE_TARGET_FAR")] = None,
     activate: Annotated[bool, Form(description="activate the new version when published")] = False,
-) -> dict:
+) -> CalibrationReport:
     """Calibrate the model in use on the organisation's labelled photos and publish the result as a
     new model version (same ONNX file, new card). Reports FAR and FRR at the new threshold."""
     data = await archive.read()
@@ -86,4 +121,4 @@ async def calibrate(
     )
     if activate:
         report["activation"] = state.lifecycle.activate(report["version"]).to_dict()
-    return report
+    return CalibrationReport.model_validate(report)

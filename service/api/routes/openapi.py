@@ -2,26 +2,60 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel
+
+
+def _inline(node: Any, defs: dict[str, Any]) -> Any:
+    """``node`` with every ``#/$defs/...`` reference replaced by the definition it names.
+
+    The bodies are added through ``openapi_extra``, which cannot add components, so a reference
+    to a nested model or enum (``FaceSelection``) would point nowhere.
+    """
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            target = _inline(defs[ref.removeprefix("#/$defs/")], defs)
+            rest = {k: _inline(v, defs) for k, v in node.items() if k != "$ref"}
+            return {**target, **rest}
+        return {k: _inline(v, defs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline(v, defs) for v in node]
+    return node
+
+
+def _form_field(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON field as a form field: a form field is absent or a value, it cannot be null."""
+    options = [o for o in schema.get("anyOf", []) if o != {"type": "null"}]
+    out = {k: v for k, v in schema.items() if k != "anyOf" and not (k == "default" and v is None)}
+    if len(options) == 1:
+        return {**options[0], **out}
+    return {**out, "anyOf": options} if options else out
 
 
 def photo_body(json_model: type[BaseModel]) -> dict:
     """``openapi_extra`` documenting both accepted encodings of a photo request."""
-    schema = json_model.model_json_schema(ref_template="#/components/schemas/{model}")
-    schema.pop("$defs", None)
+    schema = json_model.model_json_schema()
+    defs = schema.pop("$defs", {})
+    schema = _inline(schema, defs)
     form = {
         "type": "object",
         "required": ["image", *[r for r in schema.get("required", []) if r != "image_base64"]],
         "properties": {
             "image": {"type": "string", "format": "binary", "description": "JPEG, PNG or WebP photo"},
-            **{k: v for k, v in schema.get("properties", {}).items() if k != "image_base64"},
+            **{k: _form_field(v) for k, v in schema.get("properties", {}).items() if k != "image_base64"},
         },
+        "additionalProperties": False,
     }
     return {
         "requestBody": {
             "required": True,
             "content": {
-                "multipart/form-data": {"schema": form},
+                "multipart/form-data": {
+                    "schema": form,
+                    "encoding": {"image": {"contentType": "image/jpeg, image/png, image/webp"}},
+                },
                 "application/json": {"schema": schema},
             },
         }

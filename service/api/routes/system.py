@@ -6,20 +6,25 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.deps import AdminCaller, AnyCaller, StateDep, get_state
+from service.api.problems import problem_responses
 from service.errors import NotReady
-from service.schemas import WhoAmI
+from service.schemas import Health, ModelInUse, Readiness, ReadyChecks, WhoAmI
 
 router = APIRouter(tags=["system"])
 
 
-@router.get("/healthz")
-def healthz() -> dict:
+@router.get("/healthz", response_model=Health)
+def healthz() -> Health:
     """The process is alive."""
-    return {"status": "ok"}
+    return Health(status="ok")
 
 
-@router.get("/readyz")
-def readyz(request: Request) -> dict:
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses=problem_responses(503, s503="not ready (not_ready): `checks` says which check failed"),
+)
+def readyz(request: Request) -> Readiness:
     """Database reachable, model loaded and index in step with the database."""
     state = get_state(request)
     checks = {
@@ -29,25 +34,30 @@ def readyz(request: Request) -> dict:
     }
     if not all(checks.values()):
         raise NotReady("not ready: " + ", ".join(k for k, ok in checks.items() if not ok), checks=checks)
-    return {"status": "ready", "checks": checks, "model_version": state.recognizer.version}
+    return Readiness(status="ready", checks=ReadyChecks(**checks), model_version=state.recognizer.version)
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}},
+        **problem_responses(401, 403, 503),
+    },
+)
 def metrics(state: StateDep, caller: AdminCaller) -> Response:
     """Prometheus metrics (text exposition format)."""
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/model")
-def model(state: StateDep, caller: AdminCaller) -> dict:
-    """The model card in use, with the execution provider running it and the live thresholds."""
+@router.get("/model", response_model=ModelInUse, responses=problem_responses(401, 403, 503))
+def model(state: StateDep, caller: AdminCaller) -> ModelInUse:
+    """The model card in use, with the execution provider running it."""
     rec = state.recognizer
-    card = rec.card.model_dump(mode="json")
-    card["execution_providers"] = rec.pipeline.embedder.providers
-    return card
+    return ModelInUse(**dict(rec.card), execution_providers=list(rec.pipeline.embedder.providers))
 
 
-@router.get("/me", response_model=WhoAmI)
+@router.get("/me", response_model=WhoAmI, responses=problem_responses(401, 503))
 def me(state: StateDep, caller: AnyCaller) -> WhoAmI:
     """The presenting key's name and scopes (for the web console)."""
     key = state.keys.get(caller.key_id)
