@@ -40,8 +40,6 @@ UNDESCRIBABLE_INPUT = {
 # Statuses a schema-valid request may get anyway (schemathesis' default for the check).
 ACCEPTED = ["2xx", "401", "403", "404", "409"]
 
-# Findings that belong to fixes in progress elsewhere (issue 12); each entry is removed with its fix.
-PENDING: dict[tuple[str, str], str] = {}
 # PENDING (issue 12, "an admin key can revoke itself"): until DELETE /keys/{id} refuses the
 # caller's own key with 409, a generated DELETE /keys/1 revokes the run's admin key and every
 # later request is a 401. Remove ``_spare_own_key`` with that fix.
@@ -93,8 +91,6 @@ def _findings(stream) -> tuple[list[str], int]:
         for case_id, checks in recorder.checks.items():
             for check in checks:
                 if check.status != Status.FAILURE or check.failure_info is None:
-                    continue
-                if (recorder.label, check.name) in PENDING:
                     continue
                 case = recorder.cases[case_id].value
                 interaction = recorder.interactions.get(case_id)
