@@ -136,7 +136,7 @@ class FaceDetector:
 
     def _propose(self, integral: np.ndarray, min_size: float) -> np.ndarray:
         """Stage 1: PNet over the image pyramid -> squared candidate boxes (N, 5)."""
-        height, width = integral.shape[1] - 1, integral.shape[2] - 1
+        height, width = integral.shape[0] - 1, integral.shape[1] - 1
         found = []
         for scale in ops.pyramid_scales(height, width, min_size, PYRAMID_FACTOR):
             size = (int(height * scale + 1), int(width * scale + 1))
@@ -186,7 +186,7 @@ class FaceDetector:
 
     def _with_regions(self, integral: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Boxes whose crop region is not empty, with those regions."""
-        clip_to = (integral.shape[1] - 1, integral.shape[2] - 1) if self.border == "clip" else None
+        clip_to = (integral.shape[0] - 1, integral.shape[1] - 1) if self.border == "clip" else None
         regions = ops.crop_regions(boxes, clip_to)
         ok = (regions[:, 2] > regions[:, 0]) & (regions[:, 3] > regions[:, 1])
         return boxes[ok], regions[ok]

@@ -15,18 +15,18 @@ PNET_CELL = 12
 
 
 def integral_image(rgb: np.ndarray) -> np.ndarray:
-    """(3, H+1, W+1) cumulative sums of an (H, W, 3) uint8 image, zero first row and column.
+    """(H+1, W+1, 3) cumulative sums of an (H, W, 3) uint8 image, zero first row and column.
 
-    Channel-first so that both cumulative sums and the separable gathers below run over
-    contiguous memory; int32 while the image total fits, int64 beyond.
+    Channel-last, so that each corner gathered below fetches its three channels in one contiguous
+    read; int32 while the image total fits, int64 beyond.
     """
     h, w, c = rgb.shape
     dtype = np.int32 if h * w * 255 < 2**31 else np.int64
-    out = np.zeros((c, h + 1, w + 1), dtype=dtype)
-    body = out[:, 1:, 1:]
-    body[...] = rgb.transpose(2, 0, 1)
-    np.cumsum(body, axis=2, out=body)
+    out = np.zeros((h + 1, w + 1, c), dtype=dtype)
+    body = out[1:, 1:]
+    body[...] = rgb
     np.cumsum(body, axis=1, out=body)
+    np.cumsum(body, axis=0, out=body)
     return out
 
 
@@ -39,32 +39,47 @@ def _pool_edges(start: np.ndarray, length: np.ndarray, out: int) -> tuple[np.nda
     return start[:, None] + lo, start[:, None] + hi
 
 
+def _mean_chw(total: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """(..., h, w, 3) integer sums over (..., h, w) pixel counts -> float32 (..., 3, h, w) means.
+
+    The sums are rounded to float32 before the division, exactly as ``astype(np.float32) / count``.
+    """
+    out = np.empty((*total.shape[:-3], total.shape[-1], *total.shape[-3:-1]), dtype=np.float32)
+    np.divide(np.moveaxis(total, -1, -3), count[..., None, :, :], out=out, dtype=np.float32, casting="unsafe")
+    return out
+
+
 def area_resize(integral: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """The whole image area-resampled to ``size`` = (height, width); float32 (3, h, w)."""
-    _, rows, cols = integral.shape
+    rows, cols, _ = integral.shape
     r0, r1 = _pool_edges(np.zeros(1, np.int64), np.array([rows - 1]), size[0])
     c0, c1 = _pool_edges(np.zeros(1, np.int64), np.array([cols - 1]), size[1])
-    band = np.take(integral, r1[0], axis=1) - np.take(integral, r0[0], axis=1)
-    total = np.take(band, c1[0], axis=2) - np.take(band, c0[0], axis=2)
+    band = np.take(integral, r1[0], axis=0) - np.take(integral, r0[0], axis=0)
+    total = np.take(band, c1[0], axis=1) - np.take(band, c0[0], axis=1)
     count = ((r1 - r0)[0][:, None] * (c1 - c0)[0][None, :]).astype(np.float32)
-    return total.astype(np.float32) / count
+    return _mean_chw(total, count)
 
 
 def area_crops(integral: np.ndarray, regions: np.ndarray, size: int) -> np.ndarray:
     """Crop ``regions`` and area-resample each to ``size`` x ``size``; float32 (N, 3, size, size).
 
     ``regions`` is int (N, 4): x0, y0, x1, y1 in 0-based pixels, end exclusive. Parts outside the
-    image count as black, as in the original MTCNN's zero padding.
+    image count as black, as in the original MTCNN's zero padding. Each bin's sum is four corner
+    reads of the integral image, gathered as whole pixels (3 channels) by flat index.
     """
-    _, rows, cols = integral.shape
+    rows, cols, channels = integral.shape
     regions = np.asarray(regions, dtype=np.int64)
     r0, r1 = _pool_edges(regions[:, 1], regions[:, 3] - regions[:, 1], size)
     c0, c1 = _pool_edges(regions[:, 0], regions[:, 2] - regions[:, 0], size)
     count = np.maximum((r1 - r0)[:, :, None] * (c1 - c0)[:, None, :], 1).astype(np.float32)
-    r0, r1 = np.clip(r0, 0, rows - 1)[:, :, None], np.clip(r1, 0, rows - 1)[:, :, None]
-    c0, c1 = np.clip(c0, 0, cols - 1)[:, None, :], np.clip(c1, 0, cols - 1)[:, None, :]
-    total = integral[:, r1, c1] - integral[:, r0, c1] - integral[:, r1, c0] + integral[:, r0, c0]
-    return np.ascontiguousarray((total.astype(np.float32) / count).transpose(1, 0, 2, 3))
+    r0, r1 = (np.clip(r, 0, rows - 1)[:, :, None] * cols for r in (r0, r1))
+    c0, c1 = (np.clip(c, 0, cols - 1)[:, None, :] for c in (c0, c1))
+    pixels = integral.reshape(rows * cols, channels)
+    total = pixels.take(r1 + c1, axis=0)
+    total -= pixels.take(r0 + c1, axis=0)
+    total -= pixels.take(r1 + c0, axis=0)
+    total += pixels.take(r0 + c0, axis=0)
+    return _mean_chw(total, count)
 
 
 def pyramid_scales(height: int, width: int, min_size: float, factor: float) -> list[float]:
@@ -145,21 +160,41 @@ def nms_min(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarr
     return _greedy(boxes, np.argsort(scores, kind="stable")[::-1], threshold, "min", 1.0)
 
 
+NMS_BLOCK = 256
+
+
 def _greedy(boxes: np.ndarray, order: np.ndarray, threshold: float, mode: str, one: float) -> np.ndarray:
-    """Greedy suppression over ``order``, in float32 like both reference implementations."""
-    if len(boxes) == 0:
+    """Greedy suppression over ``order``, in float32 like both reference implementations.
+
+    Candidates are taken in blocks of ``NMS_BLOCK``: the overlaps of a block's survivors with every
+    later box come from one vectorised computation (the same float32 operations per pair as one
+    pair at a time), then the greedy pass over the block only reads them.
+    """
+    n = len(order)
+    if n == 0:
         return np.zeros(0, dtype=np.int64)
     one32 = np.float32(one)
-    x1, y1, x2, y2 = (boxes[:, k].astype(np.float32) for k in range(4))
+    zero32 = np.float32(0)
+    x1, y1, x2, y2 = (boxes[order, k].astype(np.float32) for k in range(4))
     area = (x2 - x1 + one32) * (y2 - y1 + one32)
-    keep = []
-    while order.size:
-        i, rest = order[0], order[1:]
-        keep.append(i)
-        w = np.maximum(np.float32(0), np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + one32)
-        h = np.maximum(np.float32(0), np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + one32)
-        inter = w * h
-        denom = np.minimum(area[i], area[rest]) if mode == "min" else area[i] + area[rest] - inter
+    alive = np.ones(n, dtype=bool)
+    keep: list[int] = []
+    for start in range(0, n, NMS_BLOCK):
+        rows = np.flatnonzero(alive[start : start + NMS_BLOCK]) + start
+        if rows.size == 0:
+            continue
+        col = slice(start, n)
+        w = np.minimum(x2[rows, None], x2[None, col]) - np.maximum(x1[rows, None], x1[None, col]) + one32
+        h = np.minimum(y2[rows, None], y2[None, col]) - np.maximum(y1[rows, None], y1[None, col]) + one32
+        inter = np.maximum(zero32, w) * np.maximum(zero32, h)
+        if mode == "min":
+            denom = np.minimum(area[rows, None], area[None, col])
+        else:
+            denom = area[rows, None] + area[None, col] - inter
         ratio = np.divide(inter, denom, out=np.zeros_like(inter), where=denom > 0)
-        order = rest[ratio <= threshold]
-    return np.asarray(keep, dtype=np.int64)
+        spared = ratio <= threshold
+        for row, i in enumerate(rows.tolist()):
+            if alive[i]:
+                keep.append(i)
+                alive[start:] &= spared[row]
+    return order[np.asarray(keep, dtype=np.int64)]

@@ -85,6 +85,77 @@ def test_nms_matches_the_pairwise_loop(thr: float) -> None:
     assert len(ops.nms(boxes[:0], scores[:0], thr)) == 0
 
 
+def greedy_one_at_a_time(
+    boxes: np.ndarray, order: np.ndarray, thr: float, mode: str, one: float
+) -> list[int]:
+    """Greedy NMS as the reference codes write it: one kept box against the rest, in float32."""
+    one32 = np.float32(one)
+    x1, y1, x2, y2 = (boxes[:, k].astype(np.float32) for k in range(4))
+    area = (x2 - x1 + one32) * (y2 - y1 + one32)
+    keep = []
+    while order.size:
+        i, rest = order[0], order[1:]
+        keep.append(int(i))
+        w = np.maximum(np.float32(0), np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + one32)
+        h = np.maximum(np.float32(0), np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + one32)
+        inter = w * h
+        denom = np.minimum(area[i], area[rest]) if mode == "min" else area[i] + area[rest] - inter
+        ratio = np.divide(inter, denom, out=np.zeros_like(inter), where=denom > 0)
+        order = rest[ratio <= thr]
+    return keep
+
+
+@pytest.mark.parametrize("spread", [150.0, 2000.0])  # many suppressed / almost all kept
+def test_nms_over_several_blocks_matches_the_one_at_a_time_loop(spread: float) -> None:
+    """More boxes than one block, with ties, duplicates and empty boxes: the same kept list."""
+    n = 3 * ops.NMS_BLOCK + 17
+    rng = np.random.default_rng(5)
+    xy = rng.uniform(0, spread, (n, 2)).astype(np.float32)
+    boxes = np.concatenate([xy, xy + rng.uniform(-2, 60, (n, 2)).astype(np.float32)], axis=1)
+    boxes[10:20] = boxes[0]  # exact duplicates
+    scores = np.round(rng.uniform(0.6, 1.0, n), 2).astype(np.float32)  # many ties
+    for thr in (0.5, 0.7):
+        kept = list(ops.nms(boxes, scores, thr))
+        assert kept == greedy_one_at_a_time(boxes, np.argsort(-scores, kind="stable"), thr, "union", 0.0)
+        kept_min = list(ops.nms_min(boxes, scores, thr))
+        assert kept_min == greedy_one_at_a_time(
+            boxes, np.argsort(scores, kind="stable")[::-1], thr, "min", 1.0
+        )
+        assert ops.NMS_BLOCK < len(kept_min) or spread < 1000
+
+
+def window_means(rgb: np.ndarray, x0: int, y0: int, x1: int, y1: int, size: tuple[int, int]) -> np.ndarray:
+    """Adaptive average pooling of one zero-padded window, summed pixel by pixel: float32 (3, h, w)."""
+    pad = max(0, -x0, -y0, x1 - rgb.shape[1], y1 - rgb.shape[0])
+    padded = np.pad(rgb.astype(np.int64), ((pad, pad), (pad, pad), (0, 0)))
+    window = padded[y0 + pad : y1 + pad, x0 + pad : x1 + pad]
+    rows, cols = window.shape[:2]
+    out = np.zeros((3, *size), np.float32)
+    for i in range(size[0]):
+        for j in range(size[1]):
+            r0, r1 = i * rows // size[0], -(-(i + 1) * rows // size[0])
+            c0, c1 = j * cols // size[1], -(-(j + 1) * cols // size[1])
+            total = window[r0:r1, c0:c1].sum(axis=(0, 1)).astype(np.float32)
+            out[:, i, j] = total / np.float32((r1 - r0) * (c1 - c0))
+    return out
+
+
+def test_area_crops_and_resize_equal_the_pixel_by_pixel_means() -> None:
+    """Integral-image resampling equals explicit window sums bit for bit, crops past the border too."""
+    rng = np.random.default_rng(9)
+    rgb = rng.integers(0, 256, (37, 45, 3), dtype=np.uint8)
+    integral = ops.integral_image(rgb)
+    for size in [(12, 12), (37, 45), (20, 61)]:
+        assert np.array_equal(ops.area_resize(integral, size), window_means(rgb, 0, 0, 45, 37, size))
+    regions = np.array([[3, 4, 30, 31], [-9, -5, 20, 24], [30, 20, 60, 50], [0, 0, 45, 37], [10, 10, 15, 13]])
+    for size in (24, 48):
+        crops = ops.area_crops(integral, regions, size)
+        assert crops.shape == (len(regions), 3, size, size) and crops.dtype == np.float32
+        assert crops.flags.c_contiguous
+        for crop, (x0, y0, x1, y1) in zip(crops, regions, strict=True):
+            assert np.array_equal(crop, window_means(rgb, x0, y0, x1, y1, (size, size)))
+
+
 @pytest.mark.parametrize(
     ("name", "outputs"),
     [("pnet", ["reg", "prob"]), ("rnet", ["reg", "prob"]), ("onet", ["reg", "landmarks", "prob"])],
