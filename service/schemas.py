@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.auth import SCOPES
+from service.model_card import MeasuredThreshold, ModelCard, OrgCalibration
 from service.pipeline.face import Face
 from service.pipeline.pipeline import FaceSelection
 from service.pipeline.quality import QualityFilter, QualityReport
@@ -166,9 +168,136 @@ class CreatedKeyOut(KeyOut):
 
 class KeyCreate(_Strict):
     name: str = Field(min_length=1, max_length=100)
-    scopes: list[str] = Field(min_length=1)
+    scopes: list[str] = Field(
+        min_length=1, json_schema_extra={"items": {"type": "string", "enum": [s for s in sorted(SCOPES)]}}
+    )
 
 
 class WhoAmI(BaseModel):
     name: str
     scopes: list[str]
+
+
+# ---- responses of the system, admin and export routes (every route declares its body) ----
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyChecks(BaseModel):
+    database: bool
+    model: bool
+    index: bool = Field(description="the index holds exactly the database's embeddings")
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"]
+    checks: ReadyChecks
+    model_version: str
+
+
+class ModelInUse(ModelCard):
+    """The model card in use, with the onnxruntime execution providers running it."""
+
+    execution_providers: list[str]
+
+
+class ModelVersionOut(BaseModel):
+    version: str
+    name: str
+    folder: str = Field(description="the version's folder inside the models folder")
+    sha256: str
+    published_at: datetime | None
+    parent_version: str | None
+    input_size: list[int]
+    embedding_dim: int
+    active: bool
+
+
+class SwapOut(BaseModel):
+    """A model swap: the gallery re-embedded for ``version`` while ``previous`` keeps answering."""
+
+    version: str
+    previous: str
+    state: Literal["running", "done", "failed"]
+    step: str
+    started_at: datetime
+    finished_at: datetime | None
+    embedded: int
+    gallery_size: int
+    error: str | None
+
+
+class ModelVersions(BaseModel):
+    active: str
+    previous: str | None
+    versions: list[ModelVersionOut]
+    swap: SwapOut | None = Field(description="the last swap since the service started")
+
+
+class ThresholdAtFar(MeasuredThreshold):
+    target_far: float
+
+
+class SkippedPhoto(BaseModel):
+    photo: str
+    reason: str = Field(description="the problem code that refused it (no_face, corrupt_image, ...)")
+
+
+class CalibrationReport(OrgCalibration):
+    """What /admin/calibrate measured and published (the new card keeps all but the last three)."""
+
+    thresholds: list[ThresholdAtFar]
+    skipped: list[SkippedPhoto]
+    activation: SwapOut | None = Field(None, description="the swap started when activate=true")
+
+
+class ExportedPerson(BaseModel):
+    person_id: str
+    name: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ExportedCrop(BaseModel):
+    png_base64: str
+    width: int
+    height: int
+    kind: Literal["chip", "canvas"]
+    meta: dict[str, Any]
+    photo_sha256: str
+    created_at: datetime
+
+
+class ExportedEmbedding(BaseModel):
+    id: int
+    model_version: str
+    vector: list[float]
+    created_at: datetime
+
+
+class ExportedAudit(BaseModel):
+    at: datetime
+    action: str
+    key_id: int | None
+    key_name: str
+    result: str
+    score: float | None
+    model_version: str | None
+    detail: dict[str, Any]
+
+
+class ExportedChange(BaseModel):
+    at: datetime
+    op: Literal["upsert", "delete"]
+
+
+class PersonExport(BaseModel):
+    """Everything stored about a person."""
+
+    person: ExportedPerson
+    reference_crop: ExportedCrop | None
+    embeddings: list[ExportedEmbedding]
+    audit: list[ExportedAudit]
+    changes: list[ExportedChange]

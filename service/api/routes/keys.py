@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from service.api.deps import AdminCaller, StateDep
+from service.api.problems import problem_responses
 from service.errors import InvalidRequest
 from service.gallery.audit import record as audit
 from service.schemas import CreatedKeyOut, KeyCreate, KeyOut
@@ -24,12 +25,17 @@ def key_out(record) -> dict:
     }
 
 
-@router.get("", response_model=list[KeyOut])
+@router.get("", response_model=list[KeyOut], responses=problem_responses(401, 403, 503))
 def list_keys(state: StateDep, caller: AdminCaller) -> list[dict]:
     return [key_out(k) for k in state.keys.list_keys()]
 
 
-@router.post("", response_model=CreatedKeyOut, status_code=201)
+@router.post(
+    "",
+    response_model=CreatedKeyOut,
+    status_code=201,
+    responses=problem_responses(400, 401, 403, 413, 422, 503),
+)
 def create_key(body: KeyCreate, state: StateDep, caller: AdminCaller) -> dict:
     try:
         plaintext, record = state.keys.create(body.name, set(body.scopes))
@@ -49,7 +55,14 @@ def create_key(body: KeyCreate, state: StateDep, caller: AdminCaller) -> dict:
     return {**key_out(record), "key": plaintext}
 
 
-@router.delete("/{key_id}", status_code=204, response_class=Response)
+@router.delete(
+    "/{key_id}",
+    status_code=204,
+    response_class=Response,
+    responses=problem_responses(
+        401, 403, 404, 409, 422, 503, s404="no such key", s409="the last admin key, or the caller's own"
+    ),
+)
 def revoke_key(key_id: int, state: StateDep, caller: AdminCaller) -> Response:
     state.keys.revoke(key_id)
     audit(

@@ -8,16 +8,18 @@ from fastapi import APIRouter, Path, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import AdminCaller, RecognizerDep
+from service.api.problems import problem_responses
 from service.gallery.audit import record as audit
 from service.recognition import person_out
-from service.schemas import PERSON_ID_PATTERN, PeoplePage, PersonOut
+from service.schemas import PERSON_ID_PATTERN, PeoplePage, PersonExport, PersonOut
 
 router = APIRouter(prefix="/people", tags=["people"])
 
 PersonId = Annotated[str, Path(pattern=PERSON_ID_PATTERN)]
+ONE_PERSON = problem_responses(401, 403, 404, 422, 503, s404="no such person (person_not_found)")
 
 
-@router.get("", response_model=PeoplePage)
+@router.get("", response_model=PeoplePage, responses=problem_responses(401, 403, 422, 503))
 def list_people(
     recognizer: RecognizerDep,
     caller: AdminCaller,
@@ -29,12 +31,19 @@ def list_people(
     return PeoplePage(items=[person_out(r) for r in records], total=total, offset=offset, limit=limit)
 
 
-@router.get("/{person_id}", response_model=PersonOut)
+@router.get("/{person_id}", response_model=PersonOut, responses=ONE_PERSON)
 def get_person(person_id: PersonId, recognizer: RecognizerDep, caller: AdminCaller) -> PersonOut:
     return person_out(recognizer.gallery.get(person_id))
 
 
-@router.get("/{person_id}/crop", response_class=Response, responses={200: {"content": {"image/png": {}}}})
+@router.get(
+    "/{person_id}/crop",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
+        **ONE_PERSON,
+    },
+)
 def get_crop(person_id: PersonId, recognizer: RecognizerDep, caller: AdminCaller) -> Response:
     """The aligned reference crop (PNG)."""
     return Response(
@@ -44,13 +53,13 @@ def get_crop(person_id: PersonId, recognizer: RecognizerDep, caller: AdminCaller
     )
 
 
-@router.get("/{person_id}/export")
+@router.get("/{person_id}/export", response_model=PersonExport, responses=ONE_PERSON)
 def export_person(person_id: PersonId, recognizer: RecognizerDep, caller: AdminCaller) -> dict:
     """Everything stored about the person: record, reference crop, embeddings, audit rows."""
     return recognizer.gallery.export(person_id)
 
 
-@router.delete("/{person_id}", status_code=204, response_class=Response)
+@router.delete("/{person_id}", status_code=204, response_class=Response, responses=ONE_PERSON)
 async def delete_person(person_id: PersonId, recognizer: RecognizerDep, caller: AdminCaller) -> Response:
     """Remove the person, the crop, every embedding and the index entries."""
     await run_in_threadpool(recognizer.gallery.delete, person_id)

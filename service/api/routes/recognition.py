@@ -7,6 +7,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import EnrollCaller, RecognizerDep, StateDep, VerifyCaller
 from service.api.intake import read_photo_request
+from service.api.problems import problem_responses
 from service.api.routes.openapi import photo_body
 from service.schemas import (
     EnrollJSON,
@@ -21,9 +22,18 @@ from service.schemas import (
 )
 
 router = APIRouter(tags=["recognition"])
+PHOTO_PROBLEMS = (401, 403, 413, 415, 422, 503)
 
 
-@router.post("/enroll", response_model=EnrollOut, status_code=201, openapi_extra=photo_body(EnrollJSON))
+@router.post(
+    "/enroll",
+    response_model=EnrollOut,
+    status_code=201,
+    openapi_extra=photo_body(EnrollJSON),
+    responses=problem_responses(
+        *PHOTO_PROBLEMS, 409, s409="person_id enrolled (already_enrolled) or the face is (duplicate_face)"
+    ),
+)
 async def enroll(
     request: Request, state: StateDep, recognizer: RecognizerDep, caller: EnrollCaller
 ) -> EnrollOut:
@@ -32,7 +42,12 @@ async def enroll(
     return await run_in_threadpool(recognizer.enroll, data, opts, caller)
 
 
-@router.post("/verify", response_model=VerifyOut, openapi_extra=photo_body(VerifyJSON))
+@router.post(
+    "/verify",
+    response_model=VerifyOut,
+    openapi_extra=photo_body(VerifyJSON),
+    responses=problem_responses(*PHOTO_PROBLEMS, 404, s404="no such person (person_not_found)"),
+)
 async def verify(
     request: Request, state: StateDep, recognizer: RecognizerDep, caller: VerifyCaller
 ) -> VerifyOut:
@@ -41,7 +56,12 @@ async def verify(
     return await run_in_threadpool(recognizer.verify, data, opts, caller)
 
 
-@router.post("/identify", response_model=IdentifyOut, openapi_extra=photo_body(IdentifyJSON))
+@router.post(
+    "/identify",
+    response_model=IdentifyOut,
+    openapi_extra=photo_body(IdentifyJSON),
+    responses=problem_responses(*PHOTO_PROBLEMS),
+)
 async def identify(
     request: Request, state: StateDep, recognizer: RecognizerDep, caller: VerifyCaller
 ) -> IdentifyOut:
