@@ -1,4 +1,10 @@
-"""API keys: shown once in plaintext, stored as sha256 hashes, compared in constant time."""
+"""API keys: shown once in plaintext, stored as sha256 hashes, looked up by that hash.
+
+Generated keys carry 256 random bits, so an unsalted hash of them cannot be reversed; their first
+characters are stored in clear only to tell keys apart in listings. A key the operator chooses
+(``FACEGATE_ADMIN_KEY``) must be at least ``MIN_CHOSEN_KEY_LEN`` characters, and nothing of it is
+stored in clear: its listing prefix is ``CONFIGURED_PREFIX``.
+"""
 
 from __future__ import annotations
 
@@ -13,16 +19,17 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.errors import NotFound
+from service.errors import LastAdminKey, NotFound, OwnKey
 from service.gallery.db import write_session
-from service.gallery.tables import ApiKey, as_utc, utcnow
+from service.gallery.tables import ApiKey, AuditEvent, as_utc, utcnow
 
 log = logging.getLogger(__name__)
 
 SCOPES = frozenset({"enroll", "verify", "admin"})  # admin implies the others
 KEY_PREFIX = "fg_"
-PREFIX_LEN = 8  # stored in clear for lookup and listing: "fg_" and 5 random characters
-MIN_KEY_LEN = 16
+PREFIX_LEN = 8  # of a generated key, stored in clear for listings: "fg_" and 5 random characters
+CONFIGURED_PREFIX = "(configured)"  # the listing prefix of an operator-chosen key
+MIN_CHOSEN_KEY_LEN = 32
 MAX_KEY_LEN = 256
 MAX_NAME = 100
 _TOUCH_EVERY = timedelta(minutes=1)  # last_used_at is written at most this often per key
@@ -56,6 +63,19 @@ def validate_scopes(scopes: Iterable[str]) -> frozenset[str]:
     return wanted
 
 
+def check_chosen_key(plaintext: str) -> None:
+    """Refuse an operator-chosen key too short to resist guessing (or unusable in a header)."""
+    if (
+        not MIN_CHOSEN_KEY_LEN <= len(plaintext) <= MAX_KEY_LEN
+        or not plaintext.isprintable()
+        or " " in plaintext
+    ):
+        raise ValueError(
+            f"a chosen API key must be {MIN_CHOSEN_KEY_LEN} to {MAX_KEY_LEN} printable characters without "
+            "spaces (for example: python3 -c 'import secrets; print(\"fg_\" + secrets.token_urlsafe(32))')"
+        )
+
+
 def _name(name: str) -> str:
     name = name.strip()
     if not name or len(name) > MAX_NAME or "\x00" in name:
@@ -83,39 +103,46 @@ class KeyStore:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
 
-    def create(self, name: str, scopes: set[str]) -> tuple[str, KeyRecord]:
-        """A new key; its plaintext is returned here and never again."""
+    def create(self, name: str, scopes: set[str], audit: AuditEvent | None = None) -> tuple[str, KeyRecord]:
+        """A new key; its plaintext is returned here and never again. ``audit`` is committed with
+        it (its detail gains the new key's id)."""
         wanted, name = validate_scopes(scopes), _name(name)
         plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
         with write_session(self.sessions) as s:
-            record = self._insert(s, plaintext, name, wanted)
+            record = self._insert(s, plaintext, plaintext[:PREFIX_LEN], name, wanted)
+            if audit is not None:
+                audit.detail = {**(audit.detail or {}), "key_id": record.id}
+                s.add(audit)
             s.commit()
         return plaintext, record
 
     def ensure(self, plaintext: str, name: str, scopes: set[str]) -> KeyRecord:
-        """Make sure this exact key exists, is active and has these scopes (FACEGATE_ADMIN_KEY)."""
+        """Make sure this exact key exists, is active and has these scopes (FACEGATE_ADMIN_KEY).
+
+        Nothing of the chosen key is stored in clear (a row from before this rule loses its clear
+        prefix here)."""
         wanted, name = validate_scopes(scopes), _name(name)
-        if not MIN_KEY_LEN <= len(plaintext) <= MAX_KEY_LEN or "\x00" in plaintext:
-            raise ValueError(f"an API key must be {MIN_KEY_LEN} to {MAX_KEY_LEN} characters long")
+        check_chosen_key(plaintext)
         with write_session(self.sessions) as s:
             key = s.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(plaintext)))
             if key is None:
-                record = self._insert(s, plaintext, name, wanted)
+                record = self._insert(s, plaintext, CONFIGURED_PREFIX, name, wanted)
             else:
                 if key.revoked_at is not None:
                     log.warning("API key %s (%s) was revoked; re-activated as configured", key.id, key.name)
                 key.revoked_at = None
                 key.scopes = ",".join(sorted(wanted))
+                key.prefix = CONFIGURED_PREFIX
                 s.flush()
                 record = _record(key)
             s.commit()
         return record
 
     @staticmethod
-    def _insert(s: Session, plaintext: str, name: str, scopes: frozenset[str]) -> KeyRecord:
+    def _insert(s: Session, plaintext: str, prefix: str, name: str, scopes: frozenset[str]) -> KeyRecord:
         key = ApiKey(
             name=name,
-            prefix=plaintext[:PREFIX_LEN],
+            prefix=prefix,
             key_hash=hash_key(plaintext),
             scopes=",".join(sorted(scopes)),
             created_at=utcnow(),
@@ -136,28 +163,47 @@ class KeyStore:
                 raise NotFound(f"no API key {key_id}", key_id=key_id)
             return _record(key)
 
-    def revoke(self, key_id: int) -> None:
-        """Revoke a key (revoking a revoked key changes nothing); NotFound when there is none."""
+    def revoke(self, key_id: int, by_key_id: int | None = None, audit: AuditEvent | None = None) -> None:
+        """Revoke a key (revoking a revoked key changes nothing), with ``audit`` in the same
+        transaction. NotFound when there is none; refused (409) for the presenting key
+        ``by_key_id`` itself and for the last active admin key, so nobody locks everyone out."""
         with write_session(self.sessions) as s:
             key = s.get(ApiKey, key_id)
             if key is None:
                 raise NotFound(f"no API key {key_id}", key_id=key_id)
             if key.revoked_at is None:
+                if key.id == by_key_id:
+                    raise OwnKey(
+                        "a key cannot revoke itself: revoke it with another admin key", key_id=key_id
+                    )
+                if "admin" in key.scopes.split(",") and self._active_admins(s) <= 1:
+                    raise LastAdminKey(
+                        "this is the last active admin key: create another admin key first", key_id=key_id
+                    )
                 key.revoked_at = utcnow()
+            if audit is not None:
+                audit.detail = {**(audit.detail or {}), "key_id": key_id}
+                s.add(audit)
             s.commit()
 
+    @staticmethod
+    def _active_admins(s: Session) -> int:
+        active = s.scalars(select(ApiKey.scopes).where(ApiKey.revoked_at.is_(None)))
+        return sum("admin" in scopes.split(",") for scopes in active)
+
     def authenticate(self, plaintext: str) -> KeyRecord | None:
-        """The active key with this plaintext, or None. Keys are looked up by their clear prefix
-        and the hashes compared in constant time."""
+        """The active key with this plaintext, or None, looked up by its hash (unique, indexed);
+        the stored hash is compared again in constant time."""
         if not plaintext or len(plaintext) > MAX_KEY_LEN or "\x00" in plaintext:
             return None
         digest = hash_key(plaintext)
         with self.sessions() as s:
-            match = None
-            for k in s.scalars(select(ApiKey).where(ApiKey.prefix == plaintext[:PREFIX_LEN])):
-                if hmac.compare_digest(k.key_hash, digest):
-                    match = k
-            if match is None or match.revoked_at is not None:
+            match = s.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
+            if (
+                match is None
+                or not hmac.compare_digest(match.key_hash, digest)
+                or match.revoked_at is not None
+            ):
                 return None
             record = _record(match)
         now = utcnow()

@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from service.gallery import audit
+from service.gallery.audit import Caller
 from service.settings import get_settings
 
 app = typer.Typer(help="FaceGate face verification service.", no_args_is_help=True)
@@ -55,6 +57,9 @@ def _keystore():
     return KeyStore(session_factory(engine))
 
 
+CLI = Caller(None, "cli (facegate keys)", frozenset({"admin"}))
+
+
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Argument(help="a label for the key, e.g. the door or the app using it")],
@@ -62,7 +67,9 @@ def keys_create(
 ) -> None:
     """Create a key; it is printed once and stored only as a hash."""
     try:
-        plaintext, record = _keystore().create(name, set(scope))
+        plaintext, record = _keystore().create(
+            name, set(scope), audit.row(CLI, "key_create", detail={"scopes": sorted(set(scope))})
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     console.print(f"created key {record.id} '{record.name}' with scopes {sorted(record.scopes)}:")
@@ -89,11 +96,11 @@ def keys_list() -> None:
 @keys_app.command("revoke")
 def keys_revoke(key_id: int) -> None:
     """Revoke a key by id."""
-    from service.errors import NotFound
+    from service.errors import FaceGateError
 
     try:
-        _keystore().revoke(key_id)
-    except NotFound as exc:
+        _keystore().revoke(key_id, None, audit.row(CLI, "key_revoke"))
+    except FaceGateError as exc:  # no such key; the last admin key
         raise typer.BadParameter(exc.detail) from exc
     console.print(f"revoked key {key_id}")
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from service.errors import FaceGateError
-from service.recognition import Caller, Recognizer
+from service.gallery.audit import Caller
+from service.recognition import Recognizer
 from service.schemas import EnrollOptions
 
 
@@ -34,7 +35,7 @@ def enroll_directory(
     largest_face: bool,
     on_person: Callable[[], None] = lambda: None,
 ) -> EnrollReport:
-    caller = Caller(None, "cli enroll-dir")
+    caller = Caller(None, "cli enroll-dir", frozenset({"admin"}))
     report = EnrollReport()
     for folder in people:
         photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes)

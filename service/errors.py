@@ -68,6 +68,18 @@ class Forbidden(FaceGateError):
     status, code, title = 403, "forbidden", "API key lacks the scope"
 
 
+class ThresholdNotAllowed(Forbidden):
+    code, title = "threshold_not_allowed", "Only an admin key may lower the threshold"
+
+
+class LastAdminKey(FaceGateError):
+    status, code, title = 409, "last_admin_key", "The last admin key cannot be revoked"
+
+
+class OwnKey(FaceGateError):
+    status, code, title = 409, "own_key", "A key cannot revoke itself"
+
+
 class NotFound(FaceGateError):
     status, code, title = 404, "not_found", "Not found"
 

@@ -34,6 +34,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.crop_embed import CropEmbedder, alignment_meta
 from service.errors import FaceGateError
+from service.gallery import audit
+from service.gallery.audit import Caller
 from service.gallery.synced import SyncedGallery
 from service.index import FaceIndex
 from service.metrics import Metrics
@@ -46,6 +48,7 @@ from service.model_registry import (
     startup_entry,
     write_active,
 )
+from service.org_calibration import LabelledSet, calibrate_and_publish
 from service.pipeline.detect import FaceDetector
 from service.pipeline.embed import Embedder
 from service.pipeline.pipeline import FacePipeline
@@ -206,8 +209,44 @@ class ModelLifecycle:
     def job(self) -> SwapJob | None:
         return self._job
 
-    def activate(self, version: str) -> SwapJob:
-        """Start adopting ``version`` in the background (a no-op job when it is already active)."""
+    def activate(self, version: str, caller: Caller | None = None) -> SwapJob:
+        """Start adopting ``version`` in the background (a no-op job when it is already active),
+        recording who asked (``caller``) in the audit trail."""
+        job = self._start(version)
+        if caller is not None:
+            audit.record(
+                self.sessions,
+                audit.row(
+                    caller,
+                    "model_activate",
+                    result=job.state,
+                    model_version=version,
+                    detail={"previous": job.previous},
+                ),
+            )
+        return job
+
+    def calibrate(
+        self, labelled: LabelledSet, target_far: float, caller: Caller, activate: bool = False
+    ) -> dict:
+        """Calibrate the model in use on an organisation's labelled photos, publish the result as
+        a new version (audited), and adopt it when ``activate``. The report, with ``activation``."""
+        rec, entry = self.current_with_entry()
+        report = calibrate_and_publish(rec.pipeline, entry, labelled, self.models_dir, target_far)
+        audit.record(
+            self.sessions,
+            audit.row(
+                caller,
+                "calibrate",
+                model_version=report["version"],
+                detail={"based_on": report["based_on"], "far": report["far"], "frr": report["frr"]},
+            ),
+        )
+        if activate:
+            report["activation"] = self.activate(report["version"], caller).to_dict()
+        return report
+
+    def _start(self, version: str) -> SwapJob:
         with self._lock:
             if self._job is not None and self._job.state == "running":
                 if self._job.version == version:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 from PIL import Image
 
-from service.decisions import Scored, identify_outcome, identify_threshold, verify_threshold
-from service.errors import DuplicateFace, LowQuality
-from service.gallery.audit import record as audit
+from service.decisions import Scored, Threshold, identify_outcome, identify_threshold, verify_threshold
+from service.errors import DuplicateFace, LowQuality, ThresholdNotAllowed
+from service.gallery import audit
+from service.gallery.audit import Caller
 from service.gallery.gallery import Gallery
 from service.gallery.records import PersonRecord
 from service.gallery.tables import as_utc
@@ -33,14 +33,6 @@ from service.schemas import (
     VerifyOut,
 )
 from service.settings import Settings
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who asked, for the audit trail."""
-
-    key_id: int | None
-    key_name: str
 
 
 def person_out(record: PersonRecord) -> PersonOut:
@@ -135,20 +127,11 @@ class Recognizer(Generic[GalleryT]):
             photo_sha256=hashlib.sha256(data).hexdigest(),
             embedding=face.embedding,
             replace=opts.replace,
+            audit=audit.row(
+                caller, "enroll", model_version=self.version, detail={"quality": quality.to_dict()}
+            ),
         )
         replaced = record.replaced
-        action = "replace" if replaced else "enroll"
-        audit(
-            self.gallery.session_factory,
-            action,
-            caller.key_id,
-            caller.key_name,
-            record.person_id,
-            "ok",
-            None,
-            self.version,
-            {"quality": quality.to_dict()},
-        )
         self.metrics.gallery_size.set(self.gallery.size())
         return EnrollOut(
             person=person_out(record),
@@ -157,6 +140,15 @@ class Recognizer(Generic[GalleryT]):
             model_version=self.version,
             replaced=replaced,
         )
+
+    def delete(self, person_id: str, caller: Caller) -> None:
+        """Remove the person everywhere; the audit row is committed with the deletion."""
+        self.gallery.delete(person_id, audit.row(caller, "delete", model_version=self.version))
+        self.metrics.gallery_size.set(self.gallery.size())
+
+    def export(self, person_id: str, caller: Caller) -> dict[str, Any]:
+        """Everything stored about the person (a data-subject access request), audited."""
+        return self.gallery.export(person_id, audit.row(caller, "export", model_version=self.version))
 
     def _refuse_duplicate(self, face: EmbeddedFace, person_id: str | None) -> None:
         """Raise ``DuplicateFace`` when the face matches someone else enrolled.
@@ -186,22 +178,17 @@ class Recognizer(Generic[GalleryT]):
         cal = self.card.calibration
         similarity = float(np.dot(face.embedding, reference))
         score = cal.score(similarity)
-        threshold = verify_threshold(
-            cal, self.settings.target_far, opts.threshold or self.settings.verify_threshold
-        )
+        threshold = self._verify_threshold(opts.threshold, caller)
         match = score >= threshold.score
         self.metrics.scores.labels("verify").observe(score)
         self.metrics.decisions.labels("verify", "match" if match else "no_match").inc()
-        audit(
-            self.gallery.session_factory,
+        self._record(
+            caller,
             "verify",
-            caller.key_id,
-            caller.key_name,
-            opts.person_id,
-            "match" if match else "no_match",
-            score,
-            self.version,
-            {"threshold": threshold.score},
+            person_id=opts.person_id,
+            result="match" if match else "no_match",
+            score=score,
+            detail={"threshold": threshold.score},
         )
         return VerifyOut(
             match=match,
@@ -211,6 +198,28 @@ class Recognizer(Generic[GalleryT]):
             model_version=self.version,
             face=FaceOut.of(face.face),
             threshold_basis=threshold.basis,
+        )
+
+    def _verify_threshold(self, requested: float | None, caller: Caller) -> Threshold:
+        """The configured threshold, or the client's when it is stricter (any threshold: admin).
+
+        A door terminal's key must not be able to lower the bar and force a match."""
+        configured = verify_threshold(
+            self.card.calibration, self.settings.target_far, self.settings.verify_threshold
+        )
+        if requested is None:
+            return configured
+        if requested < configured.score and not caller.is_admin:
+            raise ThresholdNotAllowed(
+                f"threshold {requested:g} is below the configured {configured.score:.4f}: "
+                "only an admin key may lower it",
+                configured=round(configured.score, 4),
+            )
+        return verify_threshold(self.card.calibration, self.settings.target_far, requested)
+
+    def _record(self, caller: Caller, action: str, **fields: Any) -> None:
+        audit.record(
+            self.gallery.session_factory, audit.row(caller, action, model_version=self.version, **fields)
         )
 
     def identify(self, data: bytes, opts: IdentifyOptions, caller: Caller) -> IdentifyOut:
@@ -227,10 +236,13 @@ class Recognizer(Generic[GalleryT]):
                 CandidateOut(person_id=s.person_id, name=s.name, score=s.score, similarity=s.similarity)
                 for s in scored
             ]
+            person = candidates[0] if result == "match" else None
+            if not caller.is_admin:  # who else resembles the face is not a door terminal's business
+                candidates = [person] if person is not None else []
             answers.append(
                 IdentifyFaceOut(
                     result=result,
-                    person=candidates[0] if result == "match" else None,
+                    person=person,
                     score=best.score if best else None,
                     candidates=candidates,
                     face=FaceOut.of(face.face),
@@ -240,16 +252,13 @@ class Recognizer(Generic[GalleryT]):
                 self.metrics.scores.labels("identify").observe(best.score)
             self.metrics.decisions.labels("identify", result).inc()
         first = answers[0]
-        audit(
-            self.gallery.session_factory,
+        self._record(
+            caller,
             "identify",
-            caller.key_id,
-            caller.key_name,
-            first.person.person_id if first.person else None,
-            first.result,
-            first.score,
-            self.version,
-            {"threshold": threshold.score, "faces": len(answers), "gallery_size": size},
+            person_id=first.person.person_id if first.person else None,
+            result=first.result,
+            score=first.score,
+            detail={"threshold": threshold.score, "faces": len(answers), "gallery_size": size},
         )
         return IdentifyOut(
             result=first.result,

@@ -5,18 +5,24 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.auth import MIN_CHOSEN_KEY_LEN
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS_DIR = REPO_ROOT / "models"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FACEGATE_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="FACEGATE_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     # storage
-    database_url: str = Field("sqlite:///./var/facegate.db", description="SQLAlchemy URL of the gallery")
+    database_url: str = Field(
+        "", description="SQLAlchemy URL of the gallery (default: the SQLite file facegate.db in data_dir)"
+    )
     data_dir: Path = Field(Path("./var"), description="Folder for the SQLite file and other local state")
 
     # models
@@ -80,12 +86,23 @@ class Settings(BaseSettings):
     )
 
     # auth
-    admin_key: str | None = Field(None, description="Admin API key ensured at start (compose, scripts)")
+    admin_key: str | None = Field(
+        None,
+        min_length=MIN_CHOSEN_KEY_LEN,
+        description=f"Admin API key ensured at start (compose, scripts); at least {MIN_CHOSEN_KEY_LEN} characters",
+    )
 
     # server
     host: str = Field("127.0.0.1", description="Address `facegate serve` binds")
     port: int = Field(8000, description="Port `facegate serve` binds")
     log_level: str = Field("info", description="Logging level")
+
+
+    @model_validator(mode="after")
+    def _sqlite_in_data_dir(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'facegate.db'}"
+        return self
 
 
 @lru_cache

@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from service.errors import Forbidden, NotReady, Unauthorized
-from service.recognition import Caller, Recognizer
+from service.gallery.audit import Caller
+from service.recognition import Recognizer
 from service.state import AppState
 
 
@@ -50,7 +51,7 @@ def require(scope: str | None):
             raise Unauthorized("the API key is unknown or revoked")
         if scope is not None and "admin" not in key.scopes and scope not in key.scopes:
             raise Forbidden(f"this key lacks the '{scope}' scope", required=scope, scopes=sorted(key.scopes))
-        return Caller(key.id, key.name)
+        return Caller(key.id, key.name, key.scopes)
 
     return dependency
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -41,32 +42,48 @@ def _check_detail(value: Any, path: str = "detail") -> None:
         raise ValueError(f"{path}: audit rows hold no binary data")
 
 
-def record(
-    sessions: sessionmaker[Session],
+@dataclass(frozen=True)
+class Caller:
+    """Who asked: the API key (id and name) and its scopes. ``admin`` implies every scope."""
+
+    key_id: int | None
+    key_name: str
+    scopes: frozenset[str]
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.scopes
+
+
+def row(
+    caller: Caller,
     action: str,
-    key_id: int | None,
-    key_name: str,
-    person_id: str | None,
-    result: str,
-    score: float | None,
-    model_version: str | None,
+    *,
+    person_id: str | None = None,
+    result: str = "ok",
+    score: float | None = None,
+    model_version: str | None = None,
     detail: dict[str, Any] | None = None,
-) -> None:
-    """Append one audit row in its own transaction."""
+) -> AuditEvent:
+    """One validated audit row, to be added to the transaction of the operation it records."""
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}; valid: {', '.join(sorted(ACTIONS))}")
     detail = dict(detail or {})
     _check_detail(detail)
+    return AuditEvent(
+        action=action,
+        key_id=caller.key_id,
+        key_name=caller.key_name,
+        person_id=person_id,
+        result=result,
+        score=None if score is None else float(score),
+        model_version=model_version,
+        detail=detail,
+    )
+
+
+def record(sessions: sessionmaker[Session], event: AuditEvent) -> None:
+    """Append one row in its own transaction: for operations that change nothing else (a verify,
+    an identify). Operations that write add their row to their own transaction instead."""
     with sessions.begin() as s:
-        s.add(
-            AuditEvent(
-                action=action,
-                key_id=key_id,
-                key_name=key_name,
-                person_id=person_id,
-                result=result,
-                score=None if score is None else float(score),
-                model_version=model_version,
-                detail=detail,
-            )
-        )
+        s.add(event)

@@ -16,7 +16,7 @@ from service.errors import AlreadyEnrolled, InvalidRequest, PersonNotFound
 from service.gallery import queries
 from service.gallery.db import write_session
 from service.gallery.records import Candidate, PersonRecord
-from service.gallery.tables import CROP_KINDS, ChangeLog, Embedding, Person, ReferenceCrop, utcnow
+from service.gallery.tables import CROP_KINDS, AuditEvent, ChangeLog, Embedding, Person, ReferenceCrop, utcnow
 from service.index import FaceIndex
 
 log = logging.getLogger(__name__)
@@ -99,12 +99,15 @@ class Gallery:
         *,
         crop_size: tuple[int, int] | None = None,
         crop_kind: str = "chip",
+        audit: AuditEvent | None = None,
     ) -> PersonRecord:
         """Store a person (``person_id`` None: a new uuid4 hex) with the aligned reference crop and
         its embedding. An existing person raises AlreadyEnrolled unless ``replace``, which swaps
         name, crop and embedding in one transaction (embeddings of other model versions, made from
         the old crop, are dropped). ``crop_kind`` says what ``crop_png`` is (``chip``: the
         model's own crop; ``canvas``: the model-independent canvas, see ``ReferenceCrop``).
+        ``audit`` is committed in the same transaction, with the stored person's id and the action
+        ``replace`` when an existing person was replaced: no write without its audit row.
         Nothing is stored when anything is invalid."""
         vector = np.asarray(embedding, dtype=np.float32)
         if vector.shape != (self.index.dim,) or not np.isfinite(vector).all():
@@ -159,6 +162,11 @@ class Gallery:
                 )
                 s.add(emb)
                 s.add(ChangeLog(op="upsert", person_id=pid, at=now))
+                if audit is not None:
+                    audit.person_id, audit.at = pid, now
+                    if replaced:
+                        audit.action = "replace"
+                    s.add(audit)
                 s.flush()
                 s.expire(person, ["embeddings"])
                 record = queries.to_record(person, replaced=replaced)
@@ -167,9 +175,9 @@ class Gallery:
         log.debug("enrolled %s (replaced: %s)", pid, record.replaced)
         return record
 
-    def delete(self, person_id: str) -> None:
-        """Remove the person, the crop, every embedding (all model versions) and the index entries.
-        Audit rows keep the person_id string only."""
+    def delete(self, person_id: str, audit: AuditEvent | None = None) -> None:
+        """Remove the person, the crop, every embedding (all model versions) and the index entries,
+        committing ``audit`` in the same transaction. Audit rows keep the person_id string only."""
         with self._write:
             self._reload_if_stale()
             with write_session(self.session_factory) as s:
@@ -181,6 +189,9 @@ class Gallery:
                 s.execute(delete(ReferenceCrop).where(ReferenceCrop.person_pk == pk))
                 s.execute(delete(Person).where(Person.id == pk))
                 s.add(ChangeLog(op="delete", person_id=person_id))
+                if audit is not None:
+                    audit.person_id = person_id
+                    s.add(audit)
                 self._commit(s)
             self._update_index(ids, None, person_id, None)
         log.debug("deleted %s", person_id)
@@ -248,8 +259,14 @@ class Gallery:
         with self.session_factory() as s:
             return queries.crop_png(s, person_id)
 
-    def export(self, person_id: str) -> dict[str, Any]:
-        with self.session_factory() as s:
+    def export(self, person_id: str, audit: AuditEvent | None = None) -> dict[str, Any]:
+        """Everything stored about the person; ``audit`` (the export itself) is committed first,
+        so the export lists it, and nothing is handed out unrecorded."""
+        with self.session_factory.begin() as s:  # PersonNotFound rolls the audit row back
+            if audit is not None:
+                audit.person_id = person_id
+                s.add(audit)
+                s.flush()
             return queries.export_person(s, person_id)
 
     def embedding_of(self, person_id: str) -> np.ndarray:

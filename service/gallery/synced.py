@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.crop_embed import StoredCrop, canvas_alignment_meta
 from service.gallery.db import write_session
 from service.gallery.gallery import Gallery
-from service.gallery.tables import Embedding, Person, ReferenceCrop, as_utc
+from service.gallery.tables import AuditEvent, Embedding, Person, ReferenceCrop, as_utc
 from service.index import FaceIndex
 
 log = logging.getLogger(__name__)
@@ -156,8 +156,8 @@ class SyncedGallery(Gallery):
         self._notify(record.person_id)
         return result
 
-    def delete(self, person_id: str) -> None:
-        super().delete(person_id)
+    def delete(self, person_id: str, audit: AuditEvent | None = None) -> None:
+        super().delete(person_id, audit)
         self._notify(person_id)
 
     def add_listener(self, listener: Listener) -> None:

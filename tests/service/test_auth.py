@@ -5,15 +5,16 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 from starlette.requests import Request
 
 from service.api.deps import require
-from service.auth import SCOPES, KeyStore, hash_key
-from service.errors import Forbidden, NotFound
+from service.auth import CONFIGURED_PREFIX, MIN_CHOSEN_KEY_LEN, SCOPES, KeyStore, hash_key
+from service.errors import Forbidden, LastAdminKey, NotFound, OwnKey
+from service.gallery import audit
+from service.gallery.audit import Caller
 from service.gallery.db import make_engine, session_factory
-from service.gallery.tables import ApiKey
-from service.recognition import Caller
+from service.gallery.tables import ApiKey, AuditEvent
 from service.settings import Settings
 from service.state import ensure_keys, show_created_key
 from tests.service.storage_helpers import snapshot
@@ -110,23 +111,51 @@ def test_ensure_is_idempotent_and_reactivates(keys):
     first = keys.ensure(key, "admin (env)", {"admin"})
     second = keys.ensure(key, "admin (env)", {"admin"})
     assert first.id == second.id and keys.count_active() == 1 and len(keys.list_keys()) == 1
+    keys.create("another admin", {"admin"})  # the last admin key cannot be revoked
     keys.revoke(first.id)
     assert keys.authenticate(key) is None
     assert keys.ensure(key, "admin (env)", {"admin"}).id == first.id
     assert keys.authenticate(key).scopes == {"admin"}
     assert keys.ensure(key, "admin (env)", {"verify"}).scopes == {"verify"}
-    for bad in ("short", "x" * 300):
-        with pytest.raises(ValueError):
+    for bad in ("short", "x" * (MIN_CHOSEN_KEY_LEN - 1), "x" * 300, "fg_has a space in it_0123456789abc"):
+        with pytest.raises(ValueError, match="chosen API key"):
             keys.ensure(bad, "x", {"admin"})
 
 
-def test_keys_sharing_a_prefix_are_told_apart(keys):
-    a = keys.ensure("fg_SAMEprefix_key_number_one", "a", {"verify"})
-    b = keys.ensure("fg_SAMEprefix_key_number_two", "b", {"enroll"})
-    assert a.prefix == b.prefix
-    assert keys.authenticate("fg_SAMEprefix_key_number_one").id == a.id
-    assert keys.authenticate("fg_SAMEprefix_key_number_two").id == b.id
-    assert keys.authenticate("fg_SAMEprefix_key_number_six") is None
+def test_a_chosen_key_leaves_nothing_of_itself_in_clear(keys):
+    a = keys.ensure("fg_SAMEprefix_key_number_one_0123456", "a", {"verify"})
+    b = keys.ensure("fg_SAMEprefix_key_number_two_0123456", "b", {"enroll"})
+    assert a.prefix == b.prefix == CONFIGURED_PREFIX
+    assert keys.authenticate("fg_SAMEprefix_key_number_one_0123456").id == a.id
+    assert keys.authenticate("fg_SAMEprefix_key_number_two_0123456").id == b.id
+    dump = repr(snapshot(keys.sessions.kw["bind"]))
+    assert "fg_SAME" not in dump and "SAMEprefix" not in dump
+    # A row stored before this rule, with the chosen key's first characters in clear, loses them.
+    with keys.sessions.begin() as s:
+        s.execute(text("UPDATE api_keys SET prefix = 'fg_SAMEp' WHERE id = :id"), {"id": a.id})
+    assert keys.ensure("fg_SAMEprefix_key_number_one_0123456", "a", {"verify"}).prefix == CONFIGURED_PREFIX
+    assert "fg_SAME" not in repr(snapshot(keys.sessions.kw["bind"]))
+
+
+def test_revoking_the_own_or_the_last_admin_key_is_refused_and_audited_otherwise(keys):
+    root_plain, root = keys.create("root", {"admin"})
+    _, door = keys.create("door", {"verify"})
+    me = Caller(root.id, root.name, root.scopes)
+    with pytest.raises(OwnKey):
+        keys.revoke(root.id, root.id, audit.row(me, "key_revoke"))
+    with pytest.raises(LastAdminKey):
+        keys.revoke(root.id, None, audit.row(me, "key_revoke"))
+    assert keys.authenticate(root_plain) is not None
+    keys.revoke(door.id, root.id, audit.row(me, "key_revoke"))
+    _, second = keys.create("second admin", {"admin"})
+    keys.revoke(root.id, second.id, audit.row(Caller(second.id, second.name, second.scopes), "key_revoke"))
+    assert keys.authenticate(root_plain) is None
+    with keys.sessions() as s:
+        rows = s.execute(
+            select(AuditEvent.action, AuditEvent.key_name, AuditEvent.detail).order_by(AuditEvent.id)
+        ).all()
+    assert [(r[0], r[1]) for r in rows] == [("key_revoke", "root"), ("key_revoke", "second admin")]
+    assert rows[0][2] == {"key_id": door.id}
 
 
 def test_first_start_creates_an_admin_key_and_shows_it_once(keys, capsys):

@@ -10,6 +10,7 @@ from sqlalchemy import select, text
 
 from service.errors import AlreadyEnrolled, InvalidRequest, PersonNotFound
 from service.gallery import audit
+from service.gallery.audit import Caller
 from service.gallery.db import make_engine, session_factory
 from service.gallery.gallery import Gallery
 from service.gallery.tables import ChangeLog, Embedding, Person
@@ -23,6 +24,8 @@ from tests.service.storage_helpers import (
     snapshot,
     unit,
 )
+
+DOOR = Caller(3, "door", frozenset({"verify"}))
 
 
 @pytest.fixture
@@ -174,7 +177,18 @@ def test_delete_leaves_nothing_behind(gallery):
         pk = s.scalar(select(Person.id).where(Person.person_id == "gone"))
         other_version = unit(rng)
         s.add(Embedding(person_pk=pk, model_version="m0", vector=other_version.tobytes()))
-    audit.record(gallery.session_factory, "verify", 1, "door", "gone", "match", 0.9, "m1", {"threshold": 0.5})
+    audit.record(
+        gallery.session_factory,
+        audit.row(
+            DOOR,
+            "verify",
+            person_id="gone",
+            result="match",
+            score=0.9,
+            model_version="m1",
+            detail={"threshold": 0.5},
+        ),
+    )
     gallery.delete("gone")
     for call in (gallery.get, gallery.crop, gallery.export, gallery.embedding_of, gallery.delete):
         with pytest.raises(PersonNotFound):
@@ -222,7 +236,18 @@ def test_export_holds_everything_stored(gallery):
     rng = np.random.default_rng(7)
     e = make_enrolment(rng, "x")
     enroll(gallery, e)
-    audit.record(gallery.session_factory, "verify", 3, "door", "x", "match", 0.93, "m1", {"threshold": 0.6})
+    audit.record(
+        gallery.session_factory,
+        audit.row(
+            DOOR,
+            "verify",
+            person_id="x",
+            result="match",
+            score=0.93,
+            model_version="m1",
+            detail={"threshold": 0.6},
+        ),
+    )
     out = gallery.export("x")
     assert out["person"]["person_id"] == "x" and out["person"]["name"] == e.name
     crop = out["reference_crop"]
@@ -242,11 +267,9 @@ def test_export_holds_everything_stored(gallery):
 
 def test_audit_rows_refuse_unknown_actions_and_biometric_data(gallery):
     with pytest.raises(ValueError, match="valid"):
-        audit.record(gallery.session_factory, "peek", None, "k", None, "ok", None, None, {})
+        audit.row(DOOR, "peek")
     with pytest.raises(ValueError, match="biometric"):
-        audit.record(
-            gallery.session_factory, "verify", None, "k", "a", "ok", None, None, {"x": {"embedding": [1]}}
-        )
-    audit.record(gallery.session_factory, "key_create", 1, "admin", None, "ok", None, None, None)
+        audit.row(DOOR, "verify", person_id="a", detail={"x": {"embedding": [1]}})
+    audit.record(gallery.session_factory, audit.row(DOOR, "key_create"))
     with gallery.session_factory() as s:
         assert s.scalar(text("SELECT count(*) FROM audit")) == 1

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from service.auth import KeyStore
 from service.errors import AlreadyEnrolled, PersonNotFound
 from service.gallery import audit
+from service.gallery.audit import Caller
 from service.gallery.db import make_engine, session_factory
 from service.gallery.gallery import Gallery
 from service.index import FaceIndex
@@ -27,6 +28,7 @@ from tests.service.storage_helpers import (
 
 THREADS = 6
 OPS_PER_THREAD = 50
+HAMMER = Caller(1, "hammer", frozenset({"verify"}))
 
 
 @pytest.fixture
@@ -69,7 +71,10 @@ def test_thread_hammer_keeps_index_equal_to_database(gallery):
                     except PersonNotFound:
                         pass
                     audit.record(
-                        gallery.session_factory, "identify", 1, "hammer", pid, "unknown", 0.1, "m1", {}
+                        gallery.session_factory,
+                        audit.row(
+                            HAMMER, "identify", person_id=pid, result="unknown", score=0.1, model_version="m1"
+                        ),
                     )
                     assert keys.authenticate(plaintext) is not None
                     counts["search"] += 1

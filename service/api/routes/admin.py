@@ -9,8 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import AdminCaller, StateDep
 from service.api.problems import problem_responses
-from service.gallery.audit import record as audit
-from service.org_calibration import calibrate_and_publish, read_zip
+from service.org_calibration import read_zip
 from service.schemas import CalibrationReport, ModelVersions, SwapOut
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -54,18 +53,7 @@ async def activate_model(
     """Adopt ``version`` (also to roll back): the gallery is re-embedded in the background while
     the current model keeps answering, then the service switches at once. 202 with the swap's
     state; with ``wait=true``, 200 once it is done (or failed)."""
-    job = state.lifecycle.activate(version)
-    audit(
-        state.sessions,
-        "model_activate",
-        caller.key_id,
-        caller.key_name,
-        None,
-        job.state,
-        None,
-        version,
-        {"previous": job.previous},
-    )
+    job = await run_in_threadpool(state.lifecycle.activate, version, caller)
     if wait:
         await run_in_threadpool(job.done.wait, timeout)
     response.status_code = 200 if job.done.is_set() else 202
@@ -99,26 +87,7 @@ async def calibrate(
     new model version (same ONNX file, new card). Reports FAR and FRR at the new threshold."""
     data = await archive.read()
     labelled = read_zip(data)
-    rec, entry = state.lifecycle.current_with_entry()
     report = await run_in_threadpool(
-        calibrate_and_publish,
-        rec.pipeline,
-        entry,
-        labelled,
-        state.settings.models_dir,
-        target_far or state.settings.target_far,
+        state.lifecycle.calibrate, labelled, target_far or state.settings.target_far, caller, activate
     )
-    audit(
-        state.sessions,
-        "calibrate",
-        caller.key_id,
-        caller.key_name,
-        None,
-        "ok",
-        None,
-        report["version"],
-        {"based_on": report["based_on"], "far": report["far"], "frr": report["frr"]},
-    )
-    if activate:
-        report["activation"] = state.lifecycle.activate(report["version"]).to_dict()
     return CalibrationReport.model_validate(report)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
 
 from service.api.deps import AdminCaller, StateDep
 from service.api.problems import problem_responses
 from service.errors import InvalidRequest
-from service.gallery.audit import record as audit
+from service.gallery import audit
 from service.schemas import CreatedKeyOut, KeyCreate, KeyOut
 
 router = APIRouter(prefix="/keys", tags=["keys"])
+
+KeyId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the key's id (from GET /keys)")]
 
 
 def key_out(record) -> dict:
@@ -38,20 +42,13 @@ def list_keys(state: StateDep, caller: AdminCaller) -> list[dict]:
 )
 def create_key(body: KeyCreate, state: StateDep, caller: AdminCaller) -> dict:
     try:
-        plaintext, record = state.keys.create(body.name, set(body.scopes))
+        plaintext, record = state.keys.create(
+            body.name,
+            set(body.scopes),
+            audit.row(caller, "key_create", detail={"scopes": sorted(set(body.scopes))}),
+        )
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from exc
-    audit(
-        state.sessions,
-        "key_create",
-        caller.key_id,
-        caller.key_name,
-        None,
-        "ok",
-        None,
-        None,
-        {"key_id": record.id, "scopes": sorted(record.scopes)},
-    )
     return {**key_out(record), "key": plaintext}
 
 
@@ -63,17 +60,6 @@ def create_key(body: KeyCreate, state: StateDep, caller: AdminCaller) -> dict:
         401, 403, 404, 409, 422, 503, s404="no such key", s409="the last admin key, or the caller's own"
     ),
 )
-def revoke_key(key_id: int, state: StateDep, caller: AdminCaller) -> Response:
-    state.keys.revoke(key_id)
-    audit(
-        state.sessions,
-        "key_revoke",
-        caller.key_id,
-        caller.key_name,
-        None,
-        "ok",
-        None,
-        None,
-        {"key_id": key_id},
-    )
+def revoke_key(key_id: KeyId, state: StateDep, caller: AdminCaller) -> Response:
+    state.keys.revoke(key_id, caller.key_id, audit.row(caller, "key_revoke"))
     return Response(status_code=204)

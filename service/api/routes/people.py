@@ -5,17 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
-from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import AdminCaller, RecognizerDep
 from service.api.problems import problem_responses
-from service.gallery.audit import record as audit
 from service.recognition import person_out
 from service.schemas import PERSON_ID_PATTERN, PeoplePage, PersonExport, PersonOut
 
 router = APIRouter(prefix="/people", tags=["people"])
 
 PersonId = Annotated[str, Path(pattern=PERSON_ID_PATTERN)]
+MAX_OFFSET = 2**31 - 1  # what every database's OFFSET takes without overflow
 ONE_PERSON = problem_responses(401, 403, 404, 422, 503, s404="no such person (person_not_found)")
 
 
@@ -23,7 +22,7 @@ ONE_PERSON = problem_responses(401, 403, 404, 422, 503, s404="no such person (pe
 def list_people(
     recognizer: RecognizerDep,
     caller: AdminCaller,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     q: Annotated[str | None, Query(max_length=200, description="name or person_id contains")] = None,
 ) -> PeoplePage:
@@ -55,24 +54,13 @@ def get_crop(person_id: PersonId, recognizer: RecognizerDep, caller: AdminCaller
 
 @router.get("/{person_id}/export", response_model=PersonExport, responses=ONE_PERSON)
 def export_person(person_id: PersonId, recognizer: RecognizerDep, caller: AdminCaller) -> dict:
-    """Everything stored about the person: record, reference crop, embeddings, audit rows."""
-    return recognizer.gallery.export(person_id)
+    """Everything stored about the person: record, reference crop, embeddings, audit rows
+    (this export's own row included)."""
+    return recognizer.export(person_id, caller)
 
 
 @router.delete("/{person_id}", status_code=204, response_class=Response, responses=ONE_PERSON)
-async def delete_person(person_id: PersonId, recognizer: RecognizerDep, caller: AdminCaller) -> Response:
+def delete_person(person_id: PersonId, recognizer: RecognizerDep, caller: AdminCaller) -> Response:
     """Remove the person, the crop, every embedding and the index entries."""
-    await run_in_threadpool(recognizer.gallery.delete, person_id)
-    audit(
-        recognizer.gallery.session_factory,
-        "delete",
-        caller.key_id,
-        caller.key_name,
-        person_id,
-        "ok",
-        None,
-        recognizer.version,
-        {},
-    )
-    recognizer.metrics.gallery_size.set(recognizer.gallery.size())
+    recognizer.delete(person_id, caller)
     return Response(status_code=204)
