@@ -131,6 +131,8 @@ async def read_photo_request(
     elif ctype.startswith("application/json"):
         try:
             payload = json.loads(await request.body())
+        except RecursionError as exc:
+            raise InvalidRequest("the JSON body is nested too deeply") from exc
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidRequest(f"the body is not valid JSON: {exc}") from exc
         if not isinstance(payload, dict):
