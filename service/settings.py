@@ -97,7 +97,6 @@ class Settings(BaseSettings):
     port: int = Field(8000, description="Port `facegate serve` binds")
     log_level: str = Field("info", description="Logging level")
 
-
     @model_validator(mode="after")
     def _sqlite_in_data_dir(self) -> Settings:
         if not self.database_url:
