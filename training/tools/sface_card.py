@@ -96,7 +96,12 @@ def write_provenance(out: Path, source: sface.SFaceSource, cos: np.ndarray, comm
         "  Stale graph inputs removed; input `image` uint8 [N,112,112,3] RGB, cast and transposed in the graph;",
         "  the model's own `(x - 127.5) * 0.0078125`; dynamic batch; output `embedding` float32 [N,128],",
         "  L2-normalised; Dropout (identity at inference) removed"
-        + ("; PRelu written as `relu(x) - a * relu(-x)`." if prelu == "relu" else "."),
+        + (
+            "; PRelu written as `relu(x) - a * relu(-x)`, both products as depthwise 1x1 convolutions"
+            " (onnxruntime keeps them in its blocked NCHWc layout; equal to PRelu up to one rounding)."
+            if prelu == "relu"
+            else "."
+        ),
         "- Weights are the source's int8 block values (blocks of 64 input channels, 9 for depthwise",
         "  kernels) with their zero points and float32 scales, expanded by `Cast`/`Sub`/`Mul`/`Reshape`",
         "  nodes that onnxruntime folds into float32 constants at load: the same `(q - zero) * scale` as",

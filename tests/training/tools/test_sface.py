@@ -8,8 +8,10 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper
 
 from service.model_card import load_card
 from service.pipeline.embed import Embedder
@@ -79,6 +81,26 @@ def test_blocked_dequantize_matches_a_loop() -> None:
         for j in range(70):
             expected[i, j] = (float(q[i, j]) - float(zero[i, j // 64])) * scale[i, j // 64]
     np.testing.assert_allclose(sface.dequantize(q, scale, zero, axis=1, block=64), expected, rtol=1e-6)
+
+
+def test_prelu_rewrite_equals_prelu_with_depthwise_convs_only() -> None:
+    """``relu(x) - a * relu(-x)`` as written for onnxruntime's blocked layout: PRelu's values, no Mul/Neg/Sub."""
+    rng = np.random.default_rng(3)
+    slope = rng.uniform(-0.7, 1.3, (6, 1, 1)).astype(np.float32)  # SFace's slopes include negative ones
+    b = sface._Builder()
+    out = sface._prelu_as_relu(b, "x", slope, "y")
+    graph = helper.make_graph(
+        b.nodes, "prelu", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6, 5, 7])],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, [2, 6, 5, 7])], b.inits,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", sface.OPSET)], ir_version=8)
+    onnx.checker.check_model(model, full_check=True)
+    assert sorted({n.op_type for n in model.graph.node}) == ["Add", "Conv", "Relu"]
+    x = rng.normal(size=(2, 6, 5, 7)).astype(np.float32)
+    x[0, :, 0, 0] = 0.0
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {"x": x})
+    np.testing.assert_allclose(y, np.where(x >= 0, x, slope * x), rtol=1e-6, atol=1e-7)
 
 
 def test_conversion_agrees_with_the_original_on_real_faces(
