@@ -24,9 +24,12 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import lzma
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 import numpy as np
 
@@ -40,11 +43,26 @@ log = logging.getLogger(__name__)
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 MAX_PHOTOS = 5000
-MAX_UNCOMPRESSED = 1 << 30
+MAX_FILES = MAX_PHOTOS + 1  # the photos and a pairs.csv
+READ_CHUNK = 1 << 20
 MIN_GENUINE = 10
 MIN_IMPOSTOR = 100
 MIN_TAIL = 10
 LOGISTIC_IMPOSTORS = 200_000
+
+
+class ArchiveTooLarge(FaceGateError):
+    status, code, title = 413, "archive_too_large", "Archive unpacks past the limit"
+
+
+class ArchiveTooManyFiles(FaceGateError):
+    status, code, title = 413, "archive_too_many_files", "Archive holds too many files"
+
+
+# What zipfile and its decompressors raise on a member they cannot read: a bad CRC or local header
+# (BadZipFile), damaged compressed data (zlib, lzma, bz2's OSError, EOFError), an encrypted member
+# (RuntimeError) or an unknown compression method (NotImplementedError, a RuntimeError).
+_UNREADABLE = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, OSError, EOFError, RuntimeError, ValueError)
 
 
 @dataclass(frozen=True)
@@ -53,16 +71,26 @@ class LabelledSet:
     pairs: list[tuple[str, str, bool]] | None  # from pairs.csv, else None: all pairs
 
 
-def _parse_pairs(text: str) -> list[tuple[str, str, bool]]:
-    reader = csv.DictReader(io.StringIO(text))
-    if not {"a", "b", "same"} <= set(reader.fieldnames or ()):
-        raise InvalidRequest("pairs.csv needs the columns a, b, same")
-    out = []
-    for row in reader:
-        same = str(row["same"]).strip().lower()
-        if same not in ("1", "0", "true", "false", "yes", "no"):
-            raise InvalidRequest(f"pairs.csv: 'same' must be 1/0 or true/false, got {row['same']!r}")
-        out.append((row["a"].strip(), row["b"].strip(), same in ("1", "true", "yes")))
+def _parse_pairs(raw: bytes) -> list[tuple[str, str, bool]]:
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(f"pairs.csv is not UTF-8 text: {exc}") from exc
+    try:
+        reader = csv.DictReader(io.StringIO(text))
+        if not {"a", "b", "same"} <= set(reader.fieldnames or ()):
+            raise InvalidRequest("pairs.csv needs the columns a, b, same")
+        out = []
+        for line, row in enumerate(reader, start=2):
+            a, b, same = row["a"], row["b"], row["same"]
+            if a is None or b is None or same is None:
+                raise InvalidRequest(f"pairs.csv line {line}: a, b and same are each needed")
+            same = same.strip().lower()
+            if same not in ("1", "0", "true", "false", "yes", "no"):
+                raise InvalidRequest(f"pairs.csv: 'same' must be 1/0 or true/false, got {row['same']!r}")
+            out.append((a.strip(), b.strip(), same in ("1", "true", "yes")))
+    except csv.Error as exc:
+        raise InvalidRequest(f"pairs.csv is not a CSV file: {exc}") from exc
     return out
 
 
@@ -80,7 +108,7 @@ def _labelled(files: dict[str, bytes]) -> LabelledSet:
             photos[key] = (parts[0], data)
     if len(photos) > MAX_PHOTOS:
         raise InvalidRequest(f"{len(photos)} photos: at most {MAX_PHOTOS} per calibration")
-    pairs = _parse_pairs(files["pairs.csv"].decode("utf-8-sig")) if "pairs.csv" in files else None
+    pairs = _parse_pairs(files["pairs.csv"]) if "pairs.csv" in files else None
     if pairs is not None:
         unknown = sorted({k for a, b, _ in pairs for k in (a, b)} - set(photos))
         if unknown:
@@ -90,23 +118,56 @@ def _labelled(files: dict[str, bytes]) -> LabelledSet:
     return LabelledSet(photos, pairs)
 
 
-def read_zip(data: bytes) -> LabelledSet:
+def read_zip(source: BinaryIO | bytes, max_bytes: int) -> LabelledSet:
+    """The labelled set in a zip archive, unpacked member by member (blocking: call it off the
+    event loop).
+
+    At most ``MAX_FILES`` files, and at most ``max_bytes`` unpacked in all, counted on the bytes
+    actually read rather than on the sizes the headers declare. A member that cannot be read (bad
+    CRC, damaged data, encrypted, unknown compression method), a name held twice, or a file that is
+    not a zip are refused as ``InvalidRequest``; the limits as ``ArchiveTooLarge`` and
+    ``ArchiveTooManyFiles`` (413).
+    """
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
+        archive = zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         raise InvalidRequest("the archive is not a zip file") from exc
-    infos = [i for i in archive.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX/")]
-    if len(infos) > MAX_PHOTOS + 1:
-        raise InvalidRequest(f"the archive holds {len(infos)} files: at most {MAX_PHOTOS} photos")
-    if sum(i.file_size for i in infos) > MAX_UNCOMPRESSED:
-        raise InvalidRequest("the archive unpacks to more than 1 GiB")
-    files = {}
-    for info in infos:
-        name = PurePosixPath(info.filename)
-        if name.is_absolute() or ".." in name.parts or name.name.startswith("."):
-            continue
-        files[str(name)] = archive.read(info)
+    with archive:
+        infos = [i for i in archive.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX/")]
+        if len(infos) > MAX_FILES:
+            raise ArchiveTooManyFiles(
+                f"the archive holds {len(infos)} files: at most {MAX_FILES} (photos and a pairs.csv)",
+                max_files=MAX_FILES,
+            )
+        files: dict[str, bytes] = {}
+        left = max_bytes
+        for info in infos:
+            name = PurePosixPath(info.filename)
+            if name.is_absolute() or ".." in name.parts or name.name.startswith("."):
+                continue
+            if str(name) in files:
+                raise InvalidRequest(f"the archive holds {name} more than once")
+            files[str(name)] = _read_member(archive, info, left, max_bytes)
+            left -= len(files[str(name)])
     return _labelled(files)
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, left: int, max_bytes: int) -> bytes:
+    """One member's bytes, read in chunks; refused once the archive's total passes ``max_bytes``."""
+    chunks = []
+    try:
+        with archive.open(info) as member:
+            while chunk := member.read(min(READ_CHUNK, left + 1)):
+                left -= len(chunk)
+                if left < 0:
+                    raise ArchiveTooLarge(
+                        f"the archive unpacks to more than {max_bytes} bytes (FACEGATE_CALIBRATE_MAX_BYTES)",
+                        max_bytes=max_bytes,
+                    )
+                chunks.append(chunk)
+    except _UNREADABLE as exc:
+        raise InvalidRequest(f"{info.filename} cannot be read: {exc}", member=info.filename) from exc
+    return b"".join(chunks)
 
 
 def read_folder(root: Path) -> LabelledSet:
@@ -145,6 +206,9 @@ def embed_set(pipeline: FacePipeline, data: LabelledSet) -> Embedded:
 def _scores(emb: Embedded, pairs, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, ImpostorTail]:
     """Genuine similarities, impostor similarities (a sample when there are very many) and the tail."""
     tail = ImpostorTail()
+    n = len(emb.keys)
+    if n < 2:  # no pair at all: calibrate() says so, with the photos it skipped
+        return np.zeros(0), np.zeros(0), tail
     if pairs is not None:
         index = {k: i for i, k in enumerate(emb.keys)}
         usable = [(index[a], index[b], s) for a, b, s in pairs if a in index and b in index]
@@ -158,7 +222,6 @@ def _scores(emb: Embedded, pairs, rng: np.random.Generator) -> tuple[np.ndarray,
         sim = rows @ rows.T
         genuine.append(sim[np.triu_indices(len(rows), k=1)])
     tail.add_within(emb.vectors, emb.identities)
-    n = len(emb.keys)
     i, j = rng.integers(0, n, LOGISTIC_IMPOSTORS), rng.integers(0, n, LOGISTIC_IMPOSTORS)
     keep = emb.identities[i] != emb.identities[j]
     if tail.total <= LOGISTIC_IMPOSTORS:  # few enough: use every impostor pair exactly
