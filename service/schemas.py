@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from service.auth import SCOPES
 from service.model_card import MeasuredThreshold, ModelCard, OrgCalibration
@@ -18,6 +18,17 @@ PERSON_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$"
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def _not_a_boolean(value: Any) -> Any:
+    """JSON ``true`` is not the number 1 (pydantic's lax mode would read it so); form text such as
+    ``"5"`` still converts, since the same options arrive as multipart fields."""
+    if isinstance(value, bool):
+        raise ValueError("a number is expected, not a boolean")
+    return value
+
+
+NotBool = BeforeValidator(_not_a_boolean)
 
 
 # ---- request options (the same fields arrive as multipart form fields or as JSON) ----
@@ -42,11 +53,13 @@ class EnrollOptions(_Strict):
 
 class VerifyOptions(_Strict):
     person_id: str = Field(pattern=PERSON_ID_PATTERN)
-    threshold: float | None = Field(None, gt=0, lt=1, description="score threshold overriding the default")
+    threshold: Annotated[float | None, NotBool] = Field(
+        None, gt=0, lt=1, description="score threshold overriding the default"
+    )
 
 
 class IdentifyOptions(_Strict):
-    top_k: int | None = Field(None, ge=1, le=100)
+    top_k: Annotated[int | None, NotBool] = Field(None, ge=1, le=100)
     face_selection: FaceSelection = FaceSelection.largest
 
 
@@ -169,8 +182,22 @@ class CreatedKeyOut(KeyOut):
 class KeyCreate(_Strict):
     name: str = Field(min_length=1, max_length=100)
     scopes: list[str] = Field(
-        min_length=1, json_schema_extra={"items": {"type": "string", "enum": [s for s in sorted(SCOPES)]}}
+        min_length=1,
+        max_length=len(SCOPES),
+        description="each scope at most once",
+        json_schema_extra={
+            "uniqueItems": True,
+            "items": {"type": "string", "enum": [s for s in sorted(SCOPES)]},
+        },
     )
+
+    @field_validator("scopes")
+    @classmethod
+    def _each_once(cls, scopes: list[str]) -> list[str]:
+        repeated = sorted({s for s in scopes if scopes.count(s) > 1})
+        if repeated:
+            raise ValueError(f"a scope may be listed once: {', '.join(repeated)} repeated")
+        return scopes
 
 
 class WhoAmI(BaseModel):

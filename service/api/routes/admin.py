@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import AdminCaller, StateDep
 from service.api.problems import problem_responses
+from service.api.strict_body import refuse_repeated_form_fields
 from service.org_calibration import read_zip
 from service.schemas import CalibrationReport, ModelVersions, SwapOut
 
@@ -81,6 +82,7 @@ async def activate_model(
 async def calibrate(
     state: StateDep,
     caller: AdminCaller,
+    _: Annotated[None, Depends(refuse_repeated_form_fields)],
     archive: Annotated[UploadFile, File(description="zip of <identity>/<photo> (+ optional pairs.csv)")],
     target_far: Annotated[float | None, Form(gt=0, lt=1, description="default: FACEGATE_TARGET_FAR")] = None,
     activate: Annotated[bool, Form(description="activate the new version when published")] = False,

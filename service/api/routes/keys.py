@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Depends, Path, Response
 
 from service.api.deps import AdminCaller, StateDep
 from service.api.problems import problem_responses
+from service.api.strict_body import refuse_repeated_json_keys
 from service.errors import InvalidRequest
 from service.gallery import audit
 from service.schemas import CreatedKeyOut, KeyCreate, KeyOut
@@ -40,7 +41,12 @@ def list_keys(state: StateDep, caller: AdminCaller) -> list[dict]:
     status_code=201,
     responses=problem_responses(400, 401, 403, 413, 422, 503),
 )
-def create_key(body: KeyCreate, state: StateDep, caller: AdminCaller) -> dict:
+def create_key(
+    body: KeyCreate,
+    state: StateDep,
+    caller: AdminCaller,
+    _: Annotated[None, Depends(refuse_repeated_json_keys)],
+) -> dict:
     try:
         plaintext, record = state.keys.create(
             body.name,
