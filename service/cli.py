@@ -43,6 +43,8 @@ def serve(
         port=port or settings.port,
         workers=workers,
         log_level=settings.log_level,
+        # httptools with a deadline for each request's headers (FACEGATE_HEADER_TIMEOUT): 408, closed
+        http="service.api.slow_clients:HeaderTimeoutProtocol",
     )
 
 

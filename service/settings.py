@@ -80,6 +80,23 @@ class Settings(BaseSettings):
     )
     top_k: int = Field(5, ge=1, le=100, description="Default number of /identify candidates")
 
+    # resources: slow clients and the heavy work (service/api/slow_clients.py, admission.py)
+    header_timeout: float = Field(
+        10.0, gt=0, description="Seconds a client has to send a request's headers before 408 and close"
+    )
+    body_timeout: float = Field(
+        10.0, gt=0, description="Seconds a request body may stall (nothing arrives) before 408 and close"
+    )
+    max_concurrent_work: int = Field(
+        0, ge=0, description="Photo requests decoded and embedded at once (0: the CPUs available)"
+    )
+    max_queued_work: int = Field(
+        32, ge=0, description="Photo requests waiting for a slot; more are answered 503 with Retry-After"
+    )
+    calibrate_max_bytes: int = Field(
+        256 * 1024 * 1024, gt=0, description="Largest total uncompressed size of a /admin/calibrate zip"
+    )
+
     # replicas
     sync_interval: float = Field(
         0.5, ge=0, description="Seconds between reads of the change log written by other replicas (0: off)"

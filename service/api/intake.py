@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
-import json
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.problems import problem
+from service.api.strict_body import loads_json, unique_fields
 from service.errors import ImageTooLarge, InvalidRequest
 
 Options = TypeVar("Options", bound=BaseModel)
@@ -24,15 +25,19 @@ def json_body_limit(max_upload_bytes: int) -> int:
 
 
 class BodyLimitMiddleware:
-    """Refuses a request body larger than the limit while it streams in (chunked bodies included).
+    """Refuses a request body larger than the limit while it streams in (chunked bodies included),
+    and one that stalls.
 
     The body is read here, up to the limit, then replayed to the application: nothing past the
-    limit is ever buffered.
+    limit is ever buffered. When no part of the body arrives for ``stall_timeout`` seconds the
+    request is answered 408 ``request_timeout`` and its connection closed. Refusals close the
+    connection (``Connection: close``) so that an unread rest of the body is never waited for.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, stall_timeout: float | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.stall_timeout = stall_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
@@ -44,42 +49,62 @@ class BodyLimitMiddleware:
             limit = json_body_limit(self.max_bytes)
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await self._refuse(scope, send, limit)
+            await self._refuse(scope, send)
             return
         chunks: list[bytes] = []
         size = 0
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.stall_timeout)
+            except TimeoutError:
+                await self._timed_out(scope, send)
+                return
             if message["type"] == "http.disconnect":
                 return
             body = message.get("body", b"")
             size += len(body)
             if size > limit:
-                await self._refuse(scope, send, limit)
+                await self._refuse(scope, send)
                 return
             chunks.append(body)
             if not message.get("more_body", False):
                 break
         data = b"".join(chunks)
+        del chunks
         sent = False
 
         async def replay() -> Message:
-            nonlocal sent
+            nonlocal sent, data
             if not sent:
                 sent = True
-                return {"type": "http.request", "body": data, "more_body": False}
+                message: Message = {"type": "http.request", "body": data, "more_body": False}
+                data = b""  # the application holds the only reference from here on
+                return message
             return await receive()
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Scope, send: Send, limit: int) -> None:
+    async def _refuse(self, scope: Scope, send: Send) -> None:
         response = problem(
             413,
             "image_too_large",
             "Image too large",
             f"the request body exceeds the upload limit of {self.max_bytes} bytes",
             scope.get("path", ""),
+            headers={"Connection": "close"},
             max_bytes=self.max_bytes,
+        )
+        await response(scope, _drain, send)
+
+    async def _timed_out(self, scope: Scope, send: Send) -> None:
+        response = problem(
+            408,
+            "request_timeout",
+            "Request timeout",
+            f"no part of the request body arrived for {self.stall_timeout:g} seconds",
+            scope.get("path", ""),
+            headers={"Connection": "close"},
+            timeout_s=self.stall_timeout,
         )
         await response(scope, _drain, send)
 
@@ -120,21 +145,17 @@ async def read_photo_request(
             form = await request.form(max_files=1, max_fields=20)
         except Exception as exc:  # malformed multipart bodies raise several parser errors
             raise InvalidRequest(f"the multipart body could not be parsed: {exc}") from exc
-        upload = form.get("image")
+        named = unique_fields(form)
+        upload = named.pop("image", None)
         if not isinstance(upload, UploadFile):
             raise InvalidRequest("the multipart body needs a file field named 'image'")
         data = await upload.read()
-        fields = {k: v for k, v in form.items() if k != "image" and isinstance(v, str)}
-        if any(not isinstance(v, str) for k, v in form.items() if k != "image"):
+        fields = {k: v for k, v in named.items() if isinstance(v, str)}
+        if len(fields) < len(named):
             raise InvalidRequest("only the 'image' field may be a file")
         opts = _validate(options, fields)
     elif ctype.startswith("application/json"):
-        try:
-            payload = json.loads(await request.body())
-        except RecursionError as exc:
-            raise InvalidRequest("the JSON body is nested too deeply") from exc
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidRequest(f"the body is not valid JSON: {exc}") from exc
+        payload = loads_json(await request.body())
         if not isinstance(payload, dict):
             raise InvalidRequest("the JSON body must be an object")
         raw = payload.pop("image_base64", None)

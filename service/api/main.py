@@ -10,6 +10,8 @@ from fastapi import FastAPI
 
 from service import __version__
 from service.api import problems
+from service.api.admission import AdmissionMiddleware
+from service.api.auth_first import KeyFirstMiddleware
 from service.api.intake import BodyLimitMiddleware
 from service.api.metrics import MetricsMiddleware
 from service.api.routes import admin, keys, people, recognition, system
@@ -46,6 +48,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (recognition.router, people.router, keys.router, system.router, admin.router):
         app.include_router(router)
     mount_console(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    # Outermost last: metrics -> key check (before any body is read) -> body limit and stall
+    # timeout -> admission of the heavy work (with the body read) -> routes.
+    app.add_middleware(
+        AdmissionMiddleware, limit=settings.max_concurrent_work, queue=settings.max_queued_work
+    )
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_upload_bytes, stall_timeout=settings.body_timeout
+    )
+    app.add_middleware(KeyFirstMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -40,12 +40,14 @@ _WHEN = {
     401: "no, unknown or revoked API key (unauthorized)",
     403: "the key lacks the scope (forbidden)",
     404: "not found (person_not_found, model_not_found, not_found)",
+    408: "the headers or the body did not arrive in time (request_timeout); the connection is closed",
     409: "conflicts with what is stored",
     413: "the body is over the upload limit (image_too_large)",
     415: "not a JPEG, PNG or WebP photo (unsupported_image)",
     422: "a field is missing or malformed (validation_error, invalid_request) or the input cannot be "
     "used (corrupt_image, no_face, ...)",
-    503: "the service is not ready (not_ready)",
+    503: "the service is not ready (not_ready), or too many photo requests are waiting (busy, with "
+    "Retry-After)",
 }
 _REF = {"$ref": "#/components/schemas/Problem"}
 

@@ -1,4 +1,13 @@
-"""The face pipeline as one object: decode -> detect -> select -> align -> embed."""
+"""The face pipeline as one object: decode -> detect -> select -> align -> embed.
+
+A large JPEG is decoded reduced (``decode_reduced``: by 2, 4 or 8, straight from its DCT
+coefficients) when the reduced photo still gives the detector at least what it would take from
+the full one (``work_side``: the detector's ``max_side``, and enough pixels that its smallest
+face stays the same) and the chosen faces keep, in the reduced photo, at least the eye distance
+of the stored canvas and of the model's crop (``need_eye``): otherwise the photo is decoded again,
+reduced less or not at all, so that no crop is upsampled because of the reduction. Faces are
+reported in original pixels either way.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +19,12 @@ import numpy as np
 
 from service.errors import MultipleFaces, NoFace
 from service.pipeline.align import align_face
-from service.pipeline.canvas import Canvas, cut_canvas
-from service.pipeline.decode import decode_image
+from service.pipeline.canvas import CANONICAL_TEMPLATE, Canvas, cut_canvas
+from service.pipeline.decode import Decoded, decode_reduced
 from service.pipeline.detect import FaceDetector
 from service.pipeline.embed import Embedder
 from service.pipeline.face import Face
+from service.pipeline.mtcnn_ops import PNET_CELL
 
 
 class FaceSelection(str, Enum):
@@ -44,10 +54,23 @@ class EmbeddedFace:
 
 @dataclass(frozen=True)
 class Photo:
-    width: int
+    width: int  # original pixels
     height: int
     faces: list[EmbeddedFace]
     rgb: np.ndarray | None = field(default=None, repr=False)  # the decoded photo (for the canvas)
+    scale: int = 1  # original pixels per pixel of ``rgb`` (a JPEG decoded reduced: 2, 4 or 8)
+
+
+def _eye_distance(template: np.ndarray) -> float:
+    return float(np.linalg.norm(np.asarray(template, np.float64)[1] - np.asarray(template, np.float64)[0]))
+
+
+def _scaled(face: Face, scale: float) -> Face:
+    """``face`` with its coordinates multiplied by ``scale``."""
+    if scale == 1:
+        return face
+    box = tuple(float(v) * scale for v in face.box)
+    return Face(box=box, score=face.score, landmarks=(face.landmarks * np.float32(scale)).astype(np.float32))  # type: ignore[arg-type]
 
 
 class FacePipeline:
@@ -58,40 +81,62 @@ class FacePipeline:
         card = embedder.card
         self.template = np.asarray(card.alignment.template, dtype=np.float64)
         self.crop_size = card.alignment.size
+        # Decode no smaller than the detector works at, nor so small that its smallest face grows
+        # (its pyramid stops at the 12-pixel PNet cell), nor below the crops' eye distance.
+        self.work_side = max(detector.max_side, -(-detector.min_face_size * detector.max_side // PNET_CELL))
+        self.need_eye = max(_eye_distance(CANONICAL_TEMPLATE), _eye_distance(self.template))
 
-    def align(self, rgb: np.ndarray, face: Face) -> np.ndarray:
-        return align_face(rgb, face.landmarks, self.template, self.crop_size)
+    def align(self, rgb: np.ndarray, face: Face, scale: int = 1) -> np.ndarray:
+        """The model's crop of ``face`` (original pixels) from ``rgb`` reduced by ``scale``."""
+        return align_face(rgb, face.landmarks / np.float32(scale), self.template, self.crop_size)
 
     @staticmethod
     def canvas(photo: Photo, face: Face) -> Canvas:
-        """The face's model-independent canvas, the reference image a gallery stores."""
+        """The face's model-independent canvas, the reference image a gallery stores (its
+        landmarks are the canvas's own, independent of how reduced the photo was decoded)."""
         if photo.rgb is None:
             raise ValueError("the photo was processed without keeping its pixels")
-        return cut_canvas(photo.rgb, face.landmarks)
+        return cut_canvas(photo.rgb, face.landmarks / np.float32(photo.scale))
+
+    def decode(self, data: bytes, max_scale: int = 8) -> Decoded:
+        return decode_reduced(data, self.max_pixels, self.work_side, max_scale)
+
+    def detect(self, decoded: Decoded) -> list[Face]:
+        """Faces in original pixels."""
+        return [_scaled(f, decoded.scale) for f in self.detector.detect(decoded.rgb)]
 
     def process(self, data: bytes, selection: FaceSelection, timings: Timings | None = None) -> Photo:
         """Decode ``data``, pick faces by ``selection`` and embed them (largest face first)."""
         t = timings or Timings()
         start = time.perf_counter()
-        rgb = decode_image(data, self.max_pixels)
+        decoded = self.decode(data)
         start = t.add("decode", start)
-        faces = self.detector.detect(rgb)
+        faces = self.detect(decoded)
         start = t.add("detect", start)
         if not faces:
-            raise NoFace("no face was found in the photo", width=rgb.shape[1], height=rgb.shape[0])
+            raise NoFace("no face was found in the photo", width=decoded.width, height=decoded.height)
         if selection is FaceSelection.single and len(faces) > 1:
             raise MultipleFaces(
                 f"{len(faces)} faces were found; enrol a photo with exactly one face or set face_selection=largest",
                 faces=[f.to_dict() for f in faces],
             )
         chosen = faces if selection is FaceSelection.all else faces[:1]
-        crops = np.stack([self.align(rgb, f) for f in chosen])
+        smallest = min(f.eye_distance for f in chosen)
+        if decoded.scale > 1 and smallest / decoded.scale < self.need_eye:
+            scale = decoded.scale // 2
+            while scale > 1 and smallest / scale < self.need_eye:
+                scale //= 2
+            del decoded  # the reduced pixels go before the larger ones come
+            decoded = decode_reduced(data, self.max_pixels, 1, max_scale=scale)
+            start = t.add("decode", start)
+        crops = np.stack([self.align(decoded.rgb, f, decoded.scale) for f in chosen])
         start = t.add("align", start)
         embeddings = self.embedder.embed(crops)
         t.add("embed", start)
         return Photo(
-            width=rgb.shape[1],
-            height=rgb.shape[0],
+            width=decoded.width,
+            height=decoded.height,
             faces=[EmbeddedFace(f, c, e) for f, c, e in zip(chosen, crops, embeddings)],
-            rgb=rgb,
+            rgb=decoded.rgb,
+            scale=decoded.scale,
         )

@@ -69,6 +69,7 @@ async def activate_model(
         400,
         401,
         403,
+        408,
         409,
         413,
         422,

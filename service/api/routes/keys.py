@@ -39,7 +39,7 @@ def list_keys(state: StateDep, caller: AdminCaller) -> list[dict]:
     "",
     response_model=CreatedKeyOut,
     status_code=201,
-    responses=problem_responses(400, 401, 403, 413, 422, 503),
+    responses=problem_responses(400, 401, 403, 408, 413, 422, 503),
 )
 def create_key(
     body: KeyCreate,

@@ -24,7 +24,10 @@ def list_people(
     caller: AdminCaller,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    q: Annotated[str | None, Query(max_length=200, description="name or person_id contains")] = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=200, pattern=r"^[^\x00]*$", description="name or person_id contains (no NUL)"),
+    ] = None,
 ) -> PeoplePage:
     records, total = recognizer.gallery.page(offset, limit, q)
     return PeoplePage(items=[person_out(r) for r in records], total=total, offset=offset, limit=limit)

@@ -22,7 +22,7 @@ from service.schemas import (
 )
 
 router = APIRouter(tags=["recognition"])
-PHOTO_PROBLEMS = (401, 403, 413, 415, 422, 503)
+PHOTO_PROBLEMS = (401, 403, 408, 413, 415, 422, 503)
 
 
 @router.post(
