@@ -1,7 +1,7 @@
 """LFW accuracy table: FaceGate models through FaceGate's pipeline vs face_recognition, same pairs.
 
-    python bench/accuracy.py    # the README tables: models/default, sface, fused, the scratch baseline, face_recognition
-    python bench/accuracy.py --model models/default --model var/models/dlib-finetuned --plots docs/figures
+    python bench/accuracy.py    # the README tables: models/dlib, sface, fused, the scratch baseline, face_recognition
+    python bench/accuracy.py --model models/dlib --model var/models/dlib-finetuned --plots docs/figures
 
 Protocol (both sides): LFW View 2 ``pairs.txt``, 10 folds, accuracy = mean ± sample std with the
 threshold chosen on the other 9 folds; ROC AUC, EER and TAR@FAR=1e-3 over all 6,000 pairs.
@@ -46,7 +46,7 @@ log = logging.getLogger("bench.accuracy")
 # the shipped versions (dlib's weights, SFace, the fused model) and the from-scratch baseline
 # (training/configs/scratch.toml): every row of the README's accuracy tables
 DEFAULT_MODELS = tuple(
-    REPO / "models" / n for n in ("default", "sface", "fused", "baselines/scratch-mobilefacenet")
+    REPO / "models" / n for n in ("dlib", "sface", "fused", "baselines/scratch-mobilefacenet")
 )
 
 

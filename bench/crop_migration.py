@@ -1,8 +1,8 @@
 """What a gallery migrated from old stored crops loses against one built from stored canvases.
 
-    python bench/crop_migration.py                      # old chips of models/default, target models/sface
+    python bench/crop_migration.py                      # old chips of models/dlib, target models/sface
                                                         # (else models/baselines/scratch-mobilefacenet)
-    python bench/crop_migration.py --target models/sface --source models/default
+    python bench/crop_migration.py --target models/sface --source models/dlib
 
 Before storage revision 0002 the gallery stored the enrolling model's own aligned crop (for the
 default dlib model a 150x150 chip); a model on another template re-embeds it realigned, black
@@ -136,7 +136,7 @@ def rank1(keys: list[str], gallery: np.ndarray, probes: np.ndarray) -> tuple[flo
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
-        "--source", type=Path, default=REPO / "models" / "default", help="model whose chips were stored"
+        "--source", type=Path, default=REPO / "models" / "dlib", help="model whose chips were stored"
     )
     ap.add_argument("--target", type=Path, default=None, help="model the gallery migrates to")
     ap.add_argument("--data", type=Path, default=None, help="folder holding lfw/ (default: FACEGATE_DATA)")

@@ -1,6 +1,6 @@
 """Parity of FaceGate's dlib ResNet (torch and ONNX) with dlib's own compute_face_descriptor.
 
-    python bench/dlib_parity.py [--n 200] [--onnx models/default/model.onnx] [--dat PATH] [--data DIR]
+    python bench/dlib_parity.py [--n 200] [--onnx models/dlib/model.onnx] [--dat PATH] [--data DIR]
 
 Faces: ``n`` LFW images (evenly spaced over the sorted list), each run through what
 ``face_recognition.face_encodings`` does: dlib's HOG frontal detector (1 upsample), the 5-point
@@ -76,7 +76,7 @@ def main() -> int:
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--data", type=Path, default=paths().data)
     p.add_argument("--dat", type=Path, help="dlib_face_recognition_resnet_model_v1.dat")
-    p.add_argument("--onnx", type=Path, default=REPO / "models" / "default" / "model.onnx")
+    p.add_argument("--onnx", type=Path, default=REPO / "models" / "dlib" / "model.onnx")
     args = p.parse_args()
     models_dir = args.dat.parent if args.dat else default_models_dir()
     dat = args.dat or models_dir / "dlib_face_recognition_resnet_model_v1.dat"

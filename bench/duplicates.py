@@ -1,6 +1,6 @@
 """The duplicate check at enrolment, both sides: distinct people refused, second photos caught.
 
-    python bench/duplicates.py [--model models/default] [--sizes 232 1000 2000 4281]
+    python bench/duplicates.py [--model models/dlib] [--sizes 232 1000 2000 4281]
 
 People: every identity of LFW View 2 (``pairs.txt``; the calibration's impostor pairs never use
 them), shuffled (seeded). Each photo goes through the service's own pipeline
@@ -71,7 +71,7 @@ def enrol_in_turn(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", type=Path, default=REPO / "models" / "default")
+    ap.add_argument("--model", type=Path, default=REPO / "models" / "dlib")
     ap.add_argument("--models-dir", type=Path, default=REPO / "models")
     ap.add_argument("--data", type=Path, default=default_data())
     ap.add_argument("--cache", type=Path, default=default_cache())

@@ -9,6 +9,11 @@ client and with 8 concurrent clients. It prints p50/p95/p99 per case, the in-pro
 of one request into decode / detect / align / embed / search, and face_recognition's time for
 the same decision on the same photos (load -> HOG detect -> 5-point landmarks -> encode ->
 distance to the enrolled encoding), in the same run.
+
+The speed ratio is also measured *paired*: for each 250x250 probe, one FaceGate /verify over
+HTTP and then face_recognition's decision on the same photo, alternately, so that both see the
+same load on a shared machine; the ratio of the two p50s over those pairs is printed as
+"paired".
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from service.settings import DEFAULT_MODEL
 from training.paths import paths
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,7 +80,9 @@ def timed_requests(url: str, jobs: list[tuple[str, bytes]], clients: int) -> lis
             c.close()
 
 
-def breakdown(jobs: list[tuple[str, bytes]], models_dir: Path, model: str = "default") -> dict[str, float]:
+def breakdown(
+    jobs: list[tuple[str, bytes]], models_dir: Path, model: str = DEFAULT_MODEL
+) -> dict[str, float]:
     """Median milliseconds per stage of the service's own pipeline, in-process."""
     from service.gallery.gallery import Gallery  # noqa: F401  (import cost outside the timing)
     from service.index import FaceIndex
@@ -101,9 +109,8 @@ def breakdown(jobs: list[tuple[str, bytes]], models_dir: Path, model: str = "def
 
 
 def face_recognition_times(jobs: list[tuple[str, bytes]], refs: dict[str, bytes]) -> list[float] | None:
-    try:
-        import face_recognition
-    except ImportError:
+    face_recognition = load_face_recognition()
+    if face_recognition is None:
         return None
     enc = {}
     for pid, data in refs.items():
@@ -125,6 +132,45 @@ def face_recognition_times(jobs: list[tuple[str, bytes]], refs: dict[str, bytes]
     return times
 
 
+def load_face_recognition():
+    try:
+        import face_recognition
+    except ImportError:
+        return None
+    return face_recognition
+
+
+def paired_times(
+    url: str, jobs: list[tuple[str, bytes]], refs: dict[str, bytes]
+) -> tuple[list[float], list[float]]:
+    """(FaceGate over HTTP, face_recognition in-process) seconds for each job, alternately."""
+    fr = load_face_recognition()
+    if fr is None:
+        return [], []
+    enc = {}
+    for pid, data in refs.items():
+        found = fr.face_encodings(fr.load_image_file(io.BytesIO(data)))
+        if found:
+            enc[pid] = found[0]
+    ours, theirs = [], []
+    with httpx.Client(headers={"X-API-Key": KEY}, timeout=60) as client:
+        for pid, data in jobs:
+            if pid not in enc:
+                continue
+            t = time.perf_counter()
+            r = client.post(f"{url}/verify", files={"image": ("p.jpg", data)}, data={"person_id": pid})
+            r.raise_for_status()
+            ours.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            img = fr.load_image_file(io.BytesIO(data))
+            locs = fr.face_locations(img)
+            if locs:
+                probe = fr.face_encodings(img, known_face_locations=locs[:1])[0]
+                _ = fr.face_distance([enc[pid]], probe)[0] <= 0.6
+            theirs.append(time.perf_counter() - t)
+    return ours, theirs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=paths().data)
@@ -135,7 +181,7 @@ def main() -> None:
         "--model", action="append", help="model folder in --models to serve (repeatable; default: default)"
     )
     args = ap.parse_args()
-    args.model = args.model or ["default"]
+    args.model = args.model or [DEFAULT_MODEL]
 
     people = [p for p in sorted((args.data / "lfw" / "images").iterdir()) if len(list(p.glob("*.jpg"))) >= 4]
     people = people[: args.people]
@@ -153,6 +199,8 @@ def main() -> None:
         print(f"\nPOST /verify over HTTP, model folder {model!r}, {len(probes)} requests per case, ms")
         print(f"{'photo':10} {'clients':>7} {'p50':>7} {'p95':>7} {'p99':>7} {'req/s':>7}")
         for (label, clients), times in cases.items():
+            if label.startswith("paired"):
+                continue
             rps = len(times) / (sum(times) / clients)
             print(f"{label:10} {clients:7d} {pct(times)} {rps:7.1f}")
         for label, jobs in (("250x250", probes[:40]), ("1280x960", big[:40])):
@@ -171,6 +219,14 @@ def main() -> None:
             ours = statistics.median(cases[(label, 1)])
             print(
                 f"  FaceGate {model!r} over HTTP, p50 {1000 * ours:.1f} ms: {statistics.median(fr) / ours:.1f}x faster"
+            )
+    for model, cases in results.items():
+        ours, theirs = cases.get(("paired", 1), []), cases.get(("paired-fr", 1), [])
+        if ours:
+            a, b = statistics.median(ours), statistics.median(theirs)
+            print(
+                f"\npaired, 250x250, {len(ours)} alternating requests, model {model!r}: FaceGate p50 {1000 * a:.1f} ms, "
+                f"face_recognition p50 {1000 * b:.1f} ms: {b / a:.2f}x faster"
             )
 
 
@@ -218,6 +274,7 @@ def serve_and_time(args, model: str, refs: dict[str, bytes], probes, big) -> dic
                 timed_requests(url, jobs[:5], 1)  # warm-up
                 cases[(label, 1)] = timed_requests(url, jobs, 1)
                 cases[(label, 8)] = timed_requests(url, jobs, 8)
+            cases[("paired", 1)], cases[("paired-fr", 1)] = paired_times(url, probes, refs)
         finally:
             server.terminate()
             server.wait(10)

@@ -1,6 +1,6 @@
 """Enrolment quality gates from evidence: does a refused photo really verify worse?
 
-    python bench/quality_gates.py [--model models/default]
+    python bench/quality_gates.py [--model models/dlib]
 
 Every photo of LFW View 2 (``pairs.txt``) goes through the service's own pipeline and quality
 measures (``bench/service_pass.py``). A genuine pair is falsely rejected when its cosine
@@ -103,7 +103,7 @@ GATE_HEADER = (
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", type=Path, default=REPO / "models" / "default")
+    ap.add_argument("--model", type=Path, default=REPO / "models" / "dlib")
     ap.add_argument("--models-dir", type=Path, default=REPO / "models")
     ap.add_argument("--data", type=Path, default=default_data())
     ap.add_argument("--cache", type=Path, default=default_cache())

@@ -1,6 +1,6 @@
 """1:N identification with one enrolment photo per person: how often is a stranger "identified"?
 
-    python bench/stranger_rate.py [--model models/default] [--sizes 231 1000 1600] [--strangers 2000]
+    python bench/stranger_rate.py [--model models/dlib] [--sizes 231 1000 1600] [--strangers 2000]
 
 People: LFW View 2 people only (the calibration's impostor pairs never use them). Those with two
 or more photos are shuffled (seeded) and the first N enrolled, each from its first photo; their
@@ -76,7 +76,7 @@ def rates(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", type=Path, default=REPO / "models" / "default")
+    ap.add_argument("--model", type=Path, default=REPO / "models" / "dlib")
     ap.add_argument("--data", type=Path, default=default_data())
     ap.add_argument("--cache", type=Path, default=default_cache())
     ap.add_argument("--models-dir", type=Path, default=REPO / "models")

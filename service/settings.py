@@ -14,6 +14,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS_DIR = REPO_ROOT / "models"
 
 
+DEFAULT_MODEL = "sface"  # the shipped model a deployment starts on (models/<DEFAULT_MODEL>)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="FACEGATE_", env_file=".env", extra="ignore", hide_input_in_errors=True
@@ -28,7 +31,7 @@ class Settings(BaseSettings):
     # models
     models_dir: Path = Field(DEFAULT_MODELS_DIR, description="Folder holding mtcnn/ and the embedding models")
     model: str = Field(
-        "default",
+        DEFAULT_MODEL,
         description="Embedding model folder inside models_dir to start on, unless models_dir/active.json "
         "names the version activated last",
     )

@@ -75,8 +75,8 @@ def test_service_stage_installs_in_a_fresh_venv_without_torch(tmp_path: Path) ->
     }
     _run([str(bin_dir / "facegate"), "keys", "list"], cwd=tmp_path, env=env)  # migrations ship in the wheel
 
-    if not (REPO / "models" / "default" / "model.json").is_file():
-        pytest.skip("models/default/model.json is missing: the serving part of the check is skipped")
+    if not (REPO / "models" / "dlib" / "model.json").is_file():
+        pytest.skip("models/dlib/model.json is missing: the serving part of the check is skipped")
     port = _free_port()
     env.update(FACEGATE_MODELS_DIR=str(REPO / "models"), FACEGATE_PORT=str(port))
     server = subprocess.Popen([str(bin_dir / "facegate"), "serve"], cwd=tmp_path, env=env,

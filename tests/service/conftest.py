@@ -11,21 +11,21 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from service.api.main import create_app
-from service.settings import Settings
+from service.settings import DEFAULT_MODEL, Settings
 
 ADMIN_KEY = "fg_test_admin_key_0123456789abcdef0123456789"
 
 
 def models_available() -> bool:
     models = Settings().models_dir
-    return (models / "default" / "model.json").is_file() and (models / "mtcnn" / "onet.onnx").is_file()
+    return (models / DEFAULT_MODEL / "model.json").is_file() and (models / "mtcnn" / "onet.onnx").is_file()
 
 
 @pytest.fixture
 def make_client(database_url: str, tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
     """Builds started TestClients on the same fresh database (a second call is a restart)."""
     if not models_available():
-        pytest.skip("the shipped models (models/default, models/mtcnn) are missing")
+        pytest.skip(f"the shipped models (models/{DEFAULT_MODEL}, models/mtcnn) are missing")
     clients: list[TestClient] = []
 
     def make(**overrides) -> TestClient:

@@ -13,33 +13,40 @@ from fastapi.testclient import TestClient
 
 from service.api.main import create_app
 from service.model_card import ModelCard, load_card, write_card
-from service.settings import Settings
+from service.settings import DEFAULT_MODEL, Settings
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_KEY = "fg_test_admin_key_0123456789abcdef0123456789"
 
 
-def private_models(tmp: Path) -> Path:
-    """``tmp/models`` with the shipped detector and default model (files linked, not copied), so a
-    test may publish versions and write active.json without touching the repository."""
+def private_models(tmp: Path, *names: str) -> Path:
+    """``tmp/models`` with the shipped detector and default model, and the shipped model folders
+    ``names`` (files linked, not copied), so a test may publish versions and write active.json
+    without touching the repository."""
     shipped = Path(os.environ.get("FACEGATE_TEST_SHIPPED_MODELS", REPO / "models"))
-    if not (shipped / "default" / "model.json").is_file() or not (shipped / "mtcnn" / "onet.onnx").is_file():
-        pytest.skip("the shipped models (models/default with model.json, models/mtcnn) are missing")
+    folders = dict.fromkeys((DEFAULT_MODEL, *names))
+    missing = [n for n in folders if not (shipped / n / "model.json").is_file()]
+    if missing or not (shipped / "mtcnn" / "onet.onnx").is_file():
+        pytest.skip(
+            f"the shipped models ({', '.join(f'models/{n}' for n in (*folders, 'mtcnn'))}) are missing"
+        )
     models = tmp / "models"
-    (models / "default").mkdir(parents=True)
+    models.mkdir(parents=True)
     (models / "mtcnn").symlink_to(shipped / "mtcnn", target_is_directory=True)
-    card = load_card(shipped / "default")
-    (models / "default" / card.file).symlink_to(shipped / "default" / card.file)
-    shutil.copy(shipped / "default" / "model.json", models / "default" / "model.json")
+    for name in folders:
+        card = load_card(shipped / name)
+        (models / name).mkdir()
+        (models / name / card.file).symlink_to(shipped / name / card.file)
+        shutil.copy(shipped / name / "model.json", models / name / "model.json")
     return models
 
 
 def add_version(models: Path, version: str, minutes: int = 1, **fields) -> ModelCard:
     """A version sharing the default ONNX file, published ``minutes`` from now, ``fields`` replaced."""
-    base = load_card(models / "default")
+    base = load_card(models / DEFAULT_MODEL)
     folder = models / version
     folder.mkdir()
-    (folder / base.file).symlink_to((models / "default" / base.file).resolve())
+    (folder / base.file).symlink_to((models / DEFAULT_MODEL / base.file).resolve())
     published = datetime.now(timezone.utc) + timedelta(minutes=minutes)
     data = {
         **base.model_dump(mode="json"),

@@ -16,6 +16,7 @@ from service.cli import app as cli
 from service.decisions import identify_threshold, verify_threshold
 from service.model_card import Calibration, FarPoint, load_card
 from service.org_calibration import _labelled
+from service.settings import DEFAULT_MODEL
 from tests.service.api_helpers import assert_problem
 from tests.service.lifecycle_helpers import private_models, start_client
 
@@ -118,10 +119,10 @@ def test_cli_calibrates_a_folder(tmp_path: Path, labelled_photos, monkeypatch) -
     monkeypatch.setenv("FACEGATE_DATA_DIR", str(tmp_path / "var"))
     result = CliRunner().invoke(cli, ["calibrate", str(folder), "--models-dir", str(models)])
     assert result.exit_code == 0, result.output
-    published = [p for p in models.iterdir() if p.name not in ("default", "mtcnn")]
+    published = [p for p in models.iterdir() if p.name not in (DEFAULT_MODEL, "mtcnn")]
     assert (
         len(published) == 1
-        and load_card(published[0]).parent_version == load_card(models / "default").version
+        and load_card(published[0]).parent_version == load_card(models / DEFAULT_MODEL).version
     )
 
 

@@ -142,12 +142,12 @@ def test_a_swap_to_an_arcface_template_model_cuts_canvases_and_realigns_old_chip
     from tests.service.api_helpers import post_photo
     from tests.service.lifecycle_helpers import REPO, private_models, start_client
 
-    models = private_models(tmp_path)
+    models = private_models(tmp_path, "dlib")
     (models / "scratch").symlink_to(
         REPO / "models" / "baselines" / "scratch-mobilefacenet", target_is_directory=True
     )
     target = load_card(models / "scratch").version
-    client = start_client(database_url, tmp_path, models)
+    client = start_client(database_url, tmp_path, models, model="dlib")  # 150x150 chips, not ArcFace
     try:
         photo, other = sorted(lfw_people[0].glob("*.jpg"))[0], sorted(lfw_people[1].glob("*.jpg"))[0]
         r = post_photo(client, "/enroll", photo, name="New", person_id="new", face_selection="largest")

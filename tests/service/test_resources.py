@@ -27,7 +27,7 @@ from service.api.intake import BodyLimitMiddleware
 from service.api.main import create_app
 from service.api.slow_clients import HeaderTimeoutProtocol
 from service.pipeline.decode import decode_image, decode_reduced
-from service.settings import Settings
+from service.settings import DEFAULT_MODEL, Settings
 from tests.service.conftest import ADMIN_KEY, models_available
 
 needs_models = pytest.mark.skipif(not models_available(), reason="the shipped models are missing")
@@ -86,7 +86,9 @@ def test_a_large_photo_gives_the_face_and_embedding_of_its_full_size_decode(lfw_
 
     settings = Settings()
     detector = FaceDetector(settings.models_dir)
-    pipeline = FacePipeline(detector, Embedder(settings.models_dir / "default"), settings.max_image_pixels)
+    pipeline = FacePipeline(
+        detector, Embedder(settings.models_dir / DEFAULT_MODEL), settings.max_image_pixels
+    )
     photo = Image.open(next(lfw_people[0].glob("*.jpg"))).convert("RGB").resize((5000, 5000), Image.BICUBIC)
     buf = io.BytesIO()
     photo.save(buf, "JPEG", quality=92)

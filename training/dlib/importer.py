@@ -1,6 +1,6 @@
 """Import dlib's face ResNet ``.dat`` and export it as a FaceGate ONNX model.
 
-    facegate-train import-dlib --dat dlib_face_recognition_resnet_model_v1.dat --out models/default \\
+    facegate-train import-dlib --dat dlib_face_recognition_resnet_model_v1.dat --out models/dlib \\
         [--images ../shared/data/lfw/images] [--alignment template.json --calibration calibration.json]
 
 The weights are read by our own reader (``training.dlib.net``); the export is checked against

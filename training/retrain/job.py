@@ -33,6 +33,7 @@ import numpy as np
 
 from service.model_card import file_sha256, write_card
 from service.model_registry import ModelEntry, derived_card, new_version, publish, startup_entry, utc_stamp
+from service.settings import DEFAULT_MODEL
 from training.config import RunConfig, apply_overrides
 from training.data.augment import Augment
 from training.engine.distributed import barrier, init_distributed, shutdown
@@ -60,7 +61,7 @@ LOSSES: dict[str, dict[str, Any]] = {
 class RetrainOptions:
     models_dir: Path
     database_url: str
-    model: str = "default"  # the start-up folder when models_dir/active.json names no version
+    model: str = DEFAULT_MODEL  # the start-up folder when models_dir/active.json names no version
     extra: tuple[Path, ...] = ()
     data_dir: Path | None = None  # holds lfw/ for the LFW View 1 check
     lfw: bool = True

@@ -321,7 +321,7 @@ def test_registry_takes_a_fitted_template_and_finds_the_dat(monkeypatch, tmp_pat
     assert model.alignment_template == tuple(tuple(p) for p in fitted)
     with pytest.raises(ValueError, match="5"):
         build_backbone("dlib_resnet", template=fitted[:3])
-    card = Path(__file__).resolve().parents[3] / "models" / "default"
+    card = Path(__file__).resolve().parents[3] / "models" / "dlib"
     from_card = build_backbone("dlib_resnet", template=card)
     expected = json.loads((card / "model.json").read_text())["alignment"]["template"]
     assert from_card.alignment_template == tuple(tuple(p) for p in expected)

@@ -1,4 +1,5 @@
-"""An existing dlib gallery upgrades to the fused model (SFace + dlib) through the lifecycle swap, no downtime."""
+"""An existing dlib gallery upgrades to the default model (SFace) or the fused one (SFace + dlib)
+through the lifecycle swap, with no downtime."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from service.model_card import load_card
+from service.settings import DEFAULT_MODEL
 from tests.service.api_helpers import post_photo
 from tests.service.lifecycle_helpers import REPO, start_client
 
@@ -24,19 +26,23 @@ def _link(shipped: Path, models: Path, name: str) -> str:
 
 
 @pytest.mark.lfw
-def test_a_dlib_gallery_moves_to_the_fused_model_without_downtime(database_url, tmp_path, lfw_people) -> None:
+@pytest.mark.parametrize("target", [DEFAULT_MODEL, "fused"])
+def test_a_dlib_gallery_moves_to_a_newer_model_without_downtime(
+    database_url, tmp_path, lfw_people, target
+) -> None:
     shipped = REPO / "models"
     if (
-        not all((shipped / n / "model.json").is_file() for n in ("default", "fused"))
+        not all((shipped / n / "model.json").is_file() for n in ("dlib", target))
         or not (shipped / "mtcnn" / "onet.onnx").is_file()
     ):
-        pytest.skip("models/default (dlib), models/fused and models/mtcnn are needed")
-    assert load_card(shipped / "fused").fusion, "models/fused records its members"
+        pytest.skip(f"models/dlib, models/{target} and models/mtcnn are needed")
+    if target == "fused":
+        assert load_card(shipped / "fused").fusion, "models/fused records its members"
     models = tmp_path / "models"
     models.mkdir()
     (models / "mtcnn").symlink_to(shipped / "mtcnn", target_is_directory=True)
-    old_v, new_v = _link(shipped, models, "default"), _link(shipped, models, "fused")
-    client = start_client(database_url, tmp_path, models)  # a deployment on the dlib default
+    old_v, new_v = _link(shipped, models, "dlib"), _link(shipped, models, target)
+    client = start_client(database_url, tmp_path, models, model="dlib")  # a deployment on dlib
     try:
         assert client.get("/model").json()["version"] == old_v
         people = lfw_people[:N]
@@ -68,7 +74,7 @@ def test_a_dlib_gallery_moves_to_the_fused_model_without_downtime(database_url, 
             t.join()
         assert all(status == 200 for status, _ in answers), [a for a in answers if a[0] != 200][:3]
         assert {b["model_version"] for _, b in answers} == {old_v, new_v}
-        for pid, photo in probes:  # every person verifies on the fused model from the stored crops
+        for pid, photo in probes:  # every person verifies on the new model from the stored crops
             body = post_photo(client, "/verify", photo, person_id=pid).json()
             assert body["model_version"] == new_v and body["match"], body
         body = post_photo(client, "/identify", probes[0][1]).json()
