@@ -7,6 +7,11 @@ more wait for a slot, in arrival order, and a request that finds the queue full 
 once with 503 ``busy`` and a ``Retry-After`` (seconds, from the recent time per request and the
 requests ahead). The middleware sits inside the key check and the body limit: a request is
 admitted with its body read, so a slow upload never holds a slot.
+
+When the last admitted request leaves and a large one (a body of ``LARGE_BODY`` bytes or more)
+was among those served since, the freed memory is handed back to the operating system
+(``service.memory.release_free_memory``, in a worker thread), so that a burst of large photos does
+not leave the process at its peak size; small requests never pay for it.
 """
 
 from __future__ import annotations
@@ -17,9 +22,13 @@ import os
 import time
 from collections.abc import Iterable
 
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.problems import problem
+from service.memory import release_free_memory
+
+LARGE_BODY = 1 << 20  # bytes: a request at least this large has its freed memory handed back
 
 HEAVY_ROUTES = frozenset({"/enroll", "/verify", "/identify", "/admin/calibrate"})
 
@@ -43,6 +52,7 @@ class Admission:
         self._slots = asyncio.Semaphore(limit)
         self._admitted = 0  # at work or waiting
         self._seconds = 0.0  # moving average of the time at work per request
+        self._large = False  # a large request was served since freed memory was last handed back
 
     @property
     def admitted(self) -> int:
@@ -62,8 +72,9 @@ class Admission:
     def leave(self) -> None:
         self._admitted -= 1
 
-    async def run(self, work) -> None:
+    async def run(self, work, large: bool = False) -> None:
         """Wait for a slot (after ``try_enter``), run ``work()``, free the slot and the place."""
+        self._large = self._large or large
         try:
             async with self._slots:
                 start = time.perf_counter()
@@ -74,6 +85,9 @@ class Admission:
                     self._seconds = took if not self._seconds else 0.8 * self._seconds + 0.2 * took
         finally:
             self.leave()
+        if self._admitted == 0 and self._large:
+            self._large = False
+            await run_in_threadpool(release_free_memory)
 
 
 class AdmissionMiddleware:
@@ -101,4 +115,6 @@ class AdmissionMiddleware:
             )
             await response(scope, receive, send)
             return
-        await admission.run(lambda: self.app(scope, receive, send))
+        length = dict(scope.get("headers", ())).get(b"content-length", b"")
+        large = length.isdigit() and int(length) >= LARGE_BODY
+        await admission.run(lambda: self.app(scope, receive, send), large)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 from PIL import Image
 
 from service.pipeline import mtcnn_ops as ops
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 PYRAMID_FACTOR = 0.709
 NET_FILES = ("pnet.onnx", "rnet.onnx", "onet.onnx")
+SHRINK_SIDE = 320  # detection images longer than this give their arena memory back after each run
 BORDER_MODES = ("pad", "clip")
 
 
@@ -70,6 +72,10 @@ class FaceDetector:
         self._pnet, self._rnet, self._onet = (
             make_session(folder / name, providers, intra_op_threads) for name in NET_FILES
         )
+        # onnxruntime keeps each session's memory arena at its peak size; a large photo's pyramid
+        # would leave it there. Runs on images past SHRINK_SIDE give unused arena chunks back.
+        self._shrink = ort.RunOptions()
+        self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         log.info(
             "MTCNN from %s: min_face_size=%d, max_side=%d, border=%s", folder, min_face_size, max_side, border
         )
@@ -121,27 +127,30 @@ class FaceDetector:
         """Boxes (N, 5: x1, y1, x2, y2, score) and landmarks (N, 5, 2) in ``rgb``'s pixels."""
         none = np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)
         integral = ops.integral_image(rgb)
-        boxes = self._propose(integral, min_size)
+        options = self._shrink if max(rgb.shape[:2]) > SHRINK_SIDE else None
+        boxes = self._propose(integral, min_size, options)
         if len(boxes) == 0:
             return none
-        boxes = self._refine(integral, boxes)
+        boxes = self._refine(integral, boxes, options)
         if len(boxes) == 0:
             return none
-        boxes, points = self._output(integral, boxes)
+        boxes, points = self._output(integral, boxes, options)
         if len(boxes) == 0:
             return none
         # Facenet-pytorch's 1-based boxes -> continuous pixel coordinates (its landmarks already are).
         boxes[:, :2] -= 1.0
         return boxes, points
 
-    def _propose(self, integral: np.ndarray, min_size: float) -> np.ndarray:
+    def _propose(
+        self, integral: np.ndarray, min_size: float, options: ort.RunOptions | None = None
+    ) -> np.ndarray:
         """Stage 1: PNet over the image pyramid -> squared candidate boxes (N, 5)."""
         height, width = integral.shape[0] - 1, integral.shape[1] - 1
         found = []
         for scale in ops.pyramid_scales(height, width, min_size, PYRAMID_FACTOR):
             size = (int(height * scale + 1), int(width * scale + 1))
             level = ops.area_resize(integral, size)[None]
-            reg, prob = self._pnet.run(["reg", "prob"], {"image": level})
+            reg, prob = self._pnet.run(["reg", "prob"], {"image": level}, options)
             boxes = ops.generate_boxes(reg[0], prob[0], scale, self.thresholds[0])
             found.append(boxes[ops.nms(boxes[:, :4], boxes[:, 4], 0.5)])
         if not found:
@@ -151,13 +160,15 @@ class FaceDetector:
         boxes = ops.regress(boxes[:, :5], boxes[:, 5:9], inclusive=False)
         return ops.square(boxes)
 
-    def _refine(self, integral: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    def _refine(
+        self, integral: np.ndarray, boxes: np.ndarray, options: ort.RunOptions | None = None
+    ) -> np.ndarray:
         """Stage 2: RNet on 24x24 crops -> kept, regressed, squared boxes (N, 5)."""
         boxes, regions = self._with_regions(integral, boxes)
         if len(boxes) == 0:
             return boxes
         crops = ops.area_crops(integral, regions, 24)
-        reg, prob = self._rnet.run(["reg", "prob"], {"image": crops})
+        reg, prob = self._rnet.run(["reg", "prob"], {"image": crops}, options)
         keep = prob > self.thresholds[1]
         boxes = np.concatenate([boxes[keep, :4], prob[keep, None]], axis=1)
         reg = reg[keep]
@@ -165,13 +176,15 @@ class FaceDetector:
         boxes = ops.regress(boxes[pick], reg[pick], inclusive=True)
         return ops.square(boxes)
 
-    def _output(self, integral: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _output(
+        self, integral: np.ndarray, boxes: np.ndarray, options: ort.RunOptions | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Stage 3: ONet on 48x48 crops -> final boxes (N, 5) and landmarks (N, 5, 2)."""
         boxes, regions = self._with_regions(integral, boxes)
         if len(boxes) == 0:
             return boxes, np.zeros((0, 5, 2), np.float32)
         crops = ops.area_crops(integral, regions, 48)
-        reg, marks, prob = self._onet.run(["reg", "landmarks", "prob"], {"image": crops})
+        reg, marks, prob = self._onet.run(["reg", "landmarks", "prob"], {"image": crops}, options)
         keep = prob > self.thresholds[2]
         boxes = np.concatenate([boxes[keep, :4], prob[keep, None]], axis=1)
         reg, marks = reg[keep], marks[keep]

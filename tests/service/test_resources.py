@@ -322,3 +322,28 @@ def test_well_behaved_requests_on_a_kept_alive_connection_are_answered(server) -
             status, _, body = _read_response(sock)
             assert status == 200, body
             time.sleep(0.3)  # under the header timeout each time, over it in total
+
+
+# --- freed memory goes back to the OS -----------------------------------------------------------------
+
+
+def _rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs Linux /proc")
+def test_freed_heap_memory_is_handed_back() -> None:
+    from service.memory import release_free_memory
+
+    if not release_free_memory():
+        pytest.skip("the C library has no malloc_trim (not glibc)")
+    blocks = [bytearray(64 * 1024) for _ in range(3200)]  # 200 MiB below the mmap threshold
+    keep = blocks[-1]  # the heap's top stays in use: only a trim of the middle can release it
+    del blocks
+    before = _rss_mib()
+    assert release_free_memory()
+    assert _rss_mib() < before - 100, "malloc_trim did not return the freed heap"
+    del keep
