@@ -16,6 +16,8 @@ import logging
 
 log = logging.getLogger(__name__)
 
+LARGE_BODY = 1 << 20  # bytes: after a request body at least this large, freed memory is handed back
+
 
 @functools.cache
 def _malloc_trim():

@@ -26,9 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.problems import problem
-from service.memory import release_free_memory
-
-LARGE_BODY = 1 << 20  # bytes: a request at least this large has its freed memory handed back
+from service.memory import LARGE_BODY, release_free_memory
 
 HEAVY_ROUTES = frozenset({"/enroll", "/verify", "/identify", "/admin/calibrate"})
 

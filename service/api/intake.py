@@ -8,6 +8,7 @@ import binascii
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -15,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.api.problems import problem
 from service.api.strict_body import loads_json, unique_fields
 from service.errors import ImageTooLarge, InvalidRequest
+from service.memory import LARGE_BODY, release_free_memory
 
 Options = TypeVar("Options", bound=BaseModel)
 
@@ -57,14 +59,20 @@ class BodyLimitMiddleware:
             try:
                 message = await asyncio.wait_for(receive(), self.stall_timeout)
             except TimeoutError:
+                chunks.clear()
                 await self._timed_out(scope, send)
+                await _hand_back(size)
                 return
             if message["type"] == "http.disconnect":
+                chunks.clear()
+                await _hand_back(size)
                 return
             body = message.get("body", b"")
             size += len(body)
             if size > limit:
+                chunks.clear()
                 await self._refuse(scope, send)
+                await _hand_back(size)
                 return
             chunks.append(body)
             if not message.get("more_body", False):
@@ -107,6 +115,12 @@ class BodyLimitMiddleware:
             timeout_s=self.stall_timeout,
         )
         await response(scope, _drain, send)
+
+
+async def _hand_back(size: int) -> None:
+    """After dropping a large unfinished body, return the freed memory to the OS."""
+    if size >= LARGE_BODY:
+        await run_in_threadpool(release_free_memory)
 
 
 async def _drain() -> Message:
