@@ -204,6 +204,45 @@ def test_restore_refuses_a_non_empty_target_unless_forced(database_url, tmp_path
         target.dispose()
 
 
+def test_a_backup_of_an_older_schema_restores_into_a_newer_deployment(blank_database_url, tmp_path):
+    """Taken at revision 0002, restored into a database already at head: rows go in at 0002 and
+    are migrated like any 0002 gallery."""
+    from service.gallery.db import current_revision, migrate
+
+    source = make_engine(blank_database_url)
+    target = make_engine(f"sqlite:///{tmp_path / 'head.db'}")
+    try:
+        migrate(source, "0002")
+        now = "2026-01-01 00:00:00"
+        with source.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO people (id, person_id, name, created_at, updated_at) VALUES (1, 'a', 'A', :t, :t)"
+                ),
+                {"t": now},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO reference_crops (person_pk, image_png, width, height, meta, photo_sha256, "
+                    "created_at, kind) VALUES (1, :png, 12, 14, '{}', :sha, :t, 'canvas')"
+                ),
+                {"png": make_enrolment(np.random.default_rng(16), "a").crop, "sha": "0" * 64, "t": now},
+            )
+        report = backup(source, tmp_path / "models", tmp_path / "old.zip")
+        assert report.rows["people"] == 1
+        migrate(target)  # a fresh deployment started once: at head, no rows
+        restored = restore(tmp_path / "old.zip", target, tmp_path / "models", TemplateCipher())
+        assert restored.schema_revision == "0002"
+        head = current_revision(target)
+        assert head is not None and head > "0002"
+        with target.connect() as conn:
+            assert conn.execute(text("SELECT person_id, name FROM people")).all() == [("a", "A")]
+            assert conn.execute(text("SELECT kind FROM reference_crops")).scalar() == "canvas"
+    finally:
+        source.dispose()
+        target.dispose()
+
+
 def damaged_archives(good: Path, folder: Path) -> dict[str, Path]:
     data = good.read_bytes()
     out = {}
