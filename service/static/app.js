@@ -1,6 +1,7 @@
 // FaceGate console: sign-in, the views allowed by the key's scopes, hash routing.
 import { getJSON, onAuthFailure, session } from "./js/api.js";
 import { h } from "./js/dom.js";
+import { auditView } from "./js/views/audit.js";
 import { enrolView } from "./js/views/enrol.js";
 import { identifyView } from "./js/views/identify.js";
 import { modelView } from "./js/views/model.js";
@@ -14,6 +15,7 @@ const ROUTES = {
   identify: ["Identify", "verify", identifyView],
   people: ["People", "admin", peopleView],
   model: ["Model", "admin", modelView],
+  audit: ["Audit", "admin", auditView],
 };
 
 const $ = (id) => document.getElementById(id);
