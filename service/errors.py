@@ -44,6 +44,10 @@ class MultipleFaces(FaceGateError):
     status, code, title = 422, "multiple_faces", "More than one face"
 
 
+class FaceIndexOutOfRange(FaceGateError):
+    status, code, title = 422, "face_index_out_of_range", "No face at that face_index"
+
+
 class LowQuality(FaceGateError):
     status, code, title = 422, "low_quality", "Face quality too low"
 

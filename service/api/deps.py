@@ -77,5 +77,6 @@ def require(scope: str | None):
 
 EnrollCaller = Annotated[Caller, Depends(require("enroll"))]
 VerifyCaller = Annotated[Caller, Depends(require("verify"))]
+CompareCaller = Annotated[Caller, Depends(require("compare"))]
 AdminCaller = Annotated[Caller, Depends(require("admin"))]
 AnyCaller = Annotated[Caller, Depends(require(None))]

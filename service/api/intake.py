@@ -127,15 +127,15 @@ async def _drain() -> Message:
     return {"type": "http.disconnect"}
 
 
-def _decode_base64(text: str) -> bytes:
+def _decode_base64(text: str, field: str = "image_base64") -> bytes:
     if text.startswith("data:"):
         head, _, text = text.partition(",")
         if ";base64" not in head:
-            raise InvalidRequest("image_base64: a data URL must be base64-encoded")
+            raise InvalidRequest(f"{field}: a data URL must be base64-encoded")
     try:
         return base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise InvalidRequest(f"image_base64 is not valid base64: {exc}") from exc
+        raise InvalidRequest(f"{field} is not valid base64: {exc}") from exc
 
 
 def _validate(model: type[Options], fields: dict) -> Options:
@@ -153,37 +153,56 @@ async def read_photo_request(
     request: Request, options: type[Options], max_bytes: int
 ) -> tuple[bytes, Options]:
     """The photo bytes and the validated options from a multipart or JSON request."""
+    photos, opts = await read_photos_request(request, options, max_bytes, ("image",))
+    return photos["image"], opts
+
+
+async def read_photos_request(
+    request: Request, options: type[Options], max_bytes: int, names: tuple[str, ...]
+) -> tuple[dict[str, bytes], Options]:
+    """The photos named ``names`` and the validated options from a multipart or JSON request.
+
+    Multipart: one file field per name. JSON: ``<name>_base64`` per name. Every photo is required;
+    the whole body is held to the upload limit (``BodyLimitMiddleware``) and each photo to ``max_bytes``.
+    """
+    listed = ", ".join(f"'{n}'" for n in names)
     ctype = request.headers.get("content-type", "")
+    photos: dict[str, bytes] = {}
     if ctype.startswith("multipart/form-data"):
         try:
-            form = await request.form(max_files=1, max_fields=20)
+            form = await request.form(max_files=len(names), max_fields=20)
         except Exception as exc:  # malformed multipart bodies raise several parser errors
             raise InvalidRequest(f"the multipart body could not be parsed: {exc}") from exc
         named = unique_fields(form)
-        upload = named.pop("image", None)
-        if not isinstance(upload, UploadFile):
-            raise InvalidRequest("the multipart body needs a file field named 'image'")
-        data = await upload.read()
+        for name in names:
+            upload = named.pop(name, None)
+            if not isinstance(upload, UploadFile):
+                raise InvalidRequest(f"the multipart body needs a file field named '{name}'")
+            photos[name] = await upload.read()
         fields = {k: v for k, v in named.items() if isinstance(v, str)}
         if len(fields) < len(named):
-            raise InvalidRequest("only the 'image' field may be a file")
+            raise InvalidRequest(f"only the {listed} field{'s' if len(names) > 1 else ''} may be a file")
         opts = _validate(options, fields)
     elif ctype.startswith("application/json"):
         payload = loads_json(await request.body())
         if not isinstance(payload, dict):
             raise InvalidRequest("the JSON body must be an object")
-        raw = payload.pop("image_base64", None)
-        if not isinstance(raw, str) or not raw:
-            raise InvalidRequest("image_base64 (a non-empty base64 string) is required")
-        data = _decode_base64(raw)
+        for name in names:
+            raw = payload.pop(f"{name}_base64", None)
+            if not isinstance(raw, str) or not raw:
+                raise InvalidRequest(f"{name}_base64 (a non-empty base64 string) is required")
+            photos[name] = _decode_base64(raw, f"{name}_base64")
         opts = _validate(options, payload)
     else:
         raise InvalidRequest(
-            "send the photo as multipart/form-data (file field 'image') or as JSON with 'image_base64'",
+            f"send the photo{'s' if len(names) > 1 else ''} as multipart/form-data (file field{'s' if len(names) > 1 else ''} "
+            f"{listed}) or as JSON with {', '.join(f'{n!r}' for n in (f'{m}_base64' for m in names))}",
             content_type=ctype,
         )
-    if not data:
-        raise InvalidRequest("the image is empty")
-    if len(data) > max_bytes:
-        raise ImageTooLarge(f"the image is {len(data)} bytes, the limit is {max_bytes}", max_bytes=max_bytes)
-    return data, opts
+    for name, data in photos.items():
+        what = "the image" if len(names) == 1 else name
+        if not data:
+            raise InvalidRequest(f"{what} is empty")
+        if len(data) > max_bytes:
+            raise ImageTooLarge(f"{what} is {len(data)} bytes, the limit is {max_bytes}", max_bytes=max_bytes)
+    return photos, opts

@@ -17,7 +17,7 @@ from enum import Enum
 
 import numpy as np
 
-from service.errors import MultipleFaces, NoFace
+from service.errors import FaceIndexOutOfRange, MultipleFaces, NoFace
 from service.pipeline.align import align_face
 from service.pipeline.canvas import CANONICAL_TEMPLATE, Canvas, cut_canvas
 from service.pipeline.decode import Decoded, decode_reduced
@@ -50,6 +50,7 @@ class EmbeddedFace:
     face: Face
     crop: np.ndarray
     embedding: np.ndarray
+    index: int = 0  # its place in ``Photo.detected``: the index a client sends as ``face_index``
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,13 @@ class Photo:
     faces: list[EmbeddedFace]
     rgb: np.ndarray | None = field(default=None, repr=False)  # the decoded photo (for the canvas)
     scale: int = 1  # original pixels per pixel of ``rgb`` (a JPEG decoded reduced: 2, 4 or 8)
+    detected: tuple[Face, ...] = ()  # every face found, in ``face_order``; ``faces`` are among them
+
+
+def face_order(faces: list[Face]) -> list[Face]:
+    """The documented order of a photo's faces: largest box area first, ties broken by position
+    (left edge, then top edge, in original pixels). ``face_index`` counts in this order."""
+    return sorted(faces, key=lambda f: (-round(f.area, 1), round(f.box[0], 1), round(f.box[1], 1)))
 
 
 def _eye_distance(template: np.ndarray) -> float:
@@ -105,22 +113,44 @@ class FacePipeline:
         """Faces in original pixels."""
         return [_scaled(f, decoded.scale) for f in self.detector.detect(decoded.rgb)]
 
-    def process(self, data: bytes, selection: FaceSelection, timings: Timings | None = None) -> Photo:
-        """Decode ``data``, pick faces by ``selection`` and embed them (largest face first)."""
+    def process(
+        self,
+        data: bytes,
+        selection: FaceSelection,
+        timings: Timings | None = None,
+        face_index: int | None = None,
+    ) -> Photo:
+        """Decode ``data``, pick faces by ``selection`` and embed them (in ``face_order``).
+
+        ``face_index`` chooses one face by its place in ``face_order`` instead of ``selection``
+        (an index past the last face: ``FaceIndexOutOfRange``)."""
         t = timings or Timings()
         start = time.perf_counter()
         decoded = self.decode(data)
         start = t.add("decode", start)
-        faces = self.detect(decoded)
+        faces = face_order(self.detect(decoded))
         start = t.add("detect", start)
         if not faces:
             raise NoFace("no face was found in the photo", width=decoded.width, height=decoded.height)
-        if selection is FaceSelection.single and len(faces) > 1:
+        if face_index is not None:
+            if face_index >= len(faces):
+                raise FaceIndexOutOfRange(
+                    f"face_index {face_index} chooses no face: the photo holds {len(faces)} "
+                    f"(face_index counts from 0, largest face first)",
+                    face_index=face_index,
+                    faces_found=len(faces),
+                    faces=[f.to_dict() for f in faces],
+                )
+            indices = [face_index]
+        elif selection is FaceSelection.single and len(faces) > 1:
             raise MultipleFaces(
-                f"{len(faces)} faces were found; enrol a photo with exactly one face or set face_selection=largest",
+                f"{len(faces)} faces were found; enrol a photo with exactly one face, choose one with "
+                "face_index (0 is the largest) or set face_selection=largest",
                 faces=[f.to_dict() for f in faces],
             )
-        chosen = faces if selection is FaceSelection.all else faces[:1]
+        else:
+            indices = list(range(len(faces))) if selection is FaceSelection.all else [0]
+        chosen = [faces[i] for i in indices]
         smallest = min(f.eye_distance for f in chosen)
         if decoded.scale > 1 and smallest / decoded.scale < self.need_eye:
             scale = decoded.scale // 2
@@ -136,7 +166,8 @@ class FacePipeline:
         return Photo(
             width=decoded.width,
             height=decoded.height,
-            faces=[EmbeddedFace(f, c, e) for f, c, e in zip(chosen, crops, embeddings)],
+            faces=[EmbeddedFace(f, c, e, i) for f, c, e, i in zip(chosen, crops, embeddings, indices)],
             rgb=decoded.rgb,
             scale=decoded.scale,
+            detected=tuple(faces),
         )

@@ -34,6 +34,7 @@ UNDESCRIBABLE_INPUT = {
     "/enroll": ["415", "422"],
     "/verify": ["415", "422"],
     "/identify": ["415", "422"],
+    "/compare": ["415", "422"],
     "/admin/calibrate": ["422"],
 }
 

@@ -34,17 +34,22 @@ def _form_field(schema: dict[str, Any]) -> dict[str, Any]:
     return {**out, "anyOf": options} if options else out
 
 
-def photo_body(json_model: type[BaseModel]) -> dict:
-    """``openapi_extra`` documenting both accepted encodings of a photo request."""
+def photo_body(json_model: type[BaseModel], names: tuple[str, ...] = ("image",)) -> dict:
+    """``openapi_extra`` documenting both accepted encodings of a request with the photos ``names``
+    (multipart file fields ``<name>``, JSON fields ``<name>_base64``)."""
     schema = json_model.model_json_schema()
     defs = schema.pop("$defs", {})
     schema = _inline(schema, defs)
+    encoded = {f"{n}_base64" for n in names}
     form = {
         "type": "object",
-        "required": ["image", *[r for r in schema.get("required", []) if r != "image_base64"]],
+        "required": [*names, *[r for r in schema.get("required", []) if r not in encoded]],
         "properties": {
-            "image": {"type": "string", "format": "binary", "description": "JPEG, PNG or WebP photo"},
-            **{k: _form_field(v) for k, v in schema.get("properties", {}).items() if k != "image_base64"},
+            **{
+                n: {"type": "string", "format": "binary", "description": "JPEG, PNG or WebP photo"}
+                for n in names
+            },
+            **{k: _form_field(v) for k, v in schema.get("properties", {}).items() if k not in encoded},
         },
         "additionalProperties": False,
     }
@@ -54,7 +59,7 @@ def photo_body(json_model: type[BaseModel]) -> dict:
             "content": {
                 "multipart/form-data": {
                     "schema": form,
-                    "encoding": {"image": {"contentType": "image/jpeg, image/png, image/webp"}},
+                    "encoding": {n: {"contentType": "image/jpeg, image/png, image/webp"} for n in names},
                 },
                 "application/json": {"schema": schema},
             },

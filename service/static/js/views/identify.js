@@ -6,11 +6,12 @@ import { PhotoInput } from "../photo.js";
 import { scoreBar } from "../scorebar.js";
 import { badge, facts, resultArea, reveal, showError } from "./common.js";
 
-const TONE = { match: "ok", unknown: "bad", ambiguous: "warn" };
+const TONE = { match: "ok", unknown: "bad", ambiguous: "warn", not_checked: "info" };
 
 function answer(face) {
   if (face.result === "match") return `Match: ${face.person.name} (${face.person.person_id})`;
   if (face.result === "ambiguous") return "Ambiguous: several people score above the threshold, too close to tell apart";
+  if (face.result === "not_checked") return "Not checked: choose “every face in the photo” to identify it too";
   return "Unknown: nobody enrolled scores above the threshold";
 }
 
@@ -77,14 +78,14 @@ function candidatesTable(candidates, threshold) {
 
 async function showIdentified(out, res, shot) {
   const many = res.faces.length > 1;
-  const label = (f, i) => (many ? `${i + 1}: ` : "") + (f.result === "match" ? f.person.name : f.result);
+  const label = (f, i) => (many ? `${i + 1}: ` : "") + (f.result === "match" ? f.person.name : f.result.replace("_", " "));
   const boxes = res.faces.map((f, i) => ({ face: f.face, label: label(f, i), tone: TONE[f.result] }));
   const answers = res.faces.map((f, i) =>
     h(
       "article",
       { class: "face-answer", dataset: { result: f.result } },
       h("h3", {}, many ? `Face ${i + 1}` : "Answer"),
-      h("p", {}, badge(f.result, TONE[f.result]), " ", answer(f)),
+      h("p", {}, badge(f.result.replace("_", " "), TONE[f.result]), " ", answer(f)),
       candidatesTable(f.candidates, res.threshold),
     ),
   );
