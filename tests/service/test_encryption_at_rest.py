@@ -258,6 +258,52 @@ def test_rotation_to_a_new_key_while_the_gallery_enrols(engine):
         encryption.check_keys(session_factory(engine, keys(K1)))
 
 
+def test_a_new_model_version_embeds_sealed_crops_and_seals_its_embeddings(engine, database_url):
+    """A swap's backfill (and a replica's refresh) opens the stored crops and seals what it stores."""
+    from service.crop_embed import StoredCrop
+    from service.gallery.synced import SyncedGallery
+
+    rng = np.random.default_rng(8)
+    g = gallery_on(engine, keys(K1))
+    people = [make_enrolment(rng, f"s{i}") for i in range(3)]
+    for e in people:
+        enroll(g, e)
+    seen: list[bytes] = []
+
+    def reembed(crops: list[StoredCrop]) -> np.ndarray:
+        seen.extend(c.png for c in crops)
+        return np.stack([e.vector[::-1].copy() for e in people if e.crop in [c.png for c in crops]])
+
+    m2 = SyncedGallery(session_factory(engine, keys(K1)), FaceIndex(DIM), "m2", reembed=reembed)
+    m2.load()
+    assert m2.backfill() == 3 and sorted(seen) == sorted(e.crop for e in people)  # opened, not sealed
+    crops, vectors = raw_rows(database_url)
+    assert_reveals_nothing(crops, vectors, {e.person_id: (e.crop, e.vector[::-1]) for e in people})
+    again = gallery_on(engine, keys(K1), "m2")
+    assert all(again.search(e.vector[::-1], 1)[0].person_id == e.person_id for e in people)
+
+
+def test_retraining_reads_the_sealed_crops(engine, monkeypatch):
+    pytest.importorskip("torch")
+    from service.model_card import load_card
+    from service.settings import DEFAULT_MODEL
+    from training.retrain.data import gallery_crops
+
+    if not models_available():
+        pytest.skip("the shipped models are missing")
+    rng = np.random.default_rng(9)
+    g = gallery_on(engine, keys(K1))
+    enroll(g, make_enrolment(rng, "r0"))
+    card = load_card(Settings().models_dir / DEFAULT_MODEL)
+    url = engine.url.render_as_string(hide_password=False)
+    monkeypatch.setenv("FACEGATE_ENCRYPTION_KEYS", K1)
+    crops = gallery_crops(url, card)
+    assert len(crops) == 1 and crops.crops.shape[1:3] == tuple(reversed(card.alignment.size))
+    monkeypatch.delenv("FACEGATE_ENCRYPTION_KEYS")
+    with pytest.raises(TemplateKeyError):
+        gallery_crops(url, card)
+
+
 def test_rotate_needs_a_key(engine):
     with pytest.raises(TemplateKeyError, match="not set"):
         encryption.rotate(session_factory(engine))
