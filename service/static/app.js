@@ -2,8 +2,10 @@
 import { getJSON, onAuthFailure, session } from "./js/api.js";
 import { h } from "./js/dom.js";
 import { auditView } from "./js/views/audit.js";
+import { compareView } from "./js/views/compare.js";
 import { enrolView } from "./js/views/enrol.js";
 import { identifyView } from "./js/views/identify.js";
+import { keysView } from "./js/views/keys.js";
 import { modelView } from "./js/views/model.js";
 import { peopleView } from "./js/views/people.js";
 import { verifyView } from "./js/views/verify.js";
@@ -13,9 +15,11 @@ const ROUTES = {
   enrol: ["Enrol", "enroll", enrolView],
   verify: ["Verify", "verify", verifyView],
   identify: ["Identify", "verify", identifyView],
+  compare: ["Compare", "compare", compareView],
   people: ["People", "admin", peopleView],
   model: ["Model", "admin", modelView],
   audit: ["Audit", "admin", auditView],
+  keys: ["Keys", "admin", keysView],
 };
 
 const $ = (id) => document.getElementById(id);

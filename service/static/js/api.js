@@ -107,6 +107,17 @@ export async function postPhoto(path, photo, fields) {
   return (await request(path, { method: "POST", body: form })).json();
 }
 
+/** POST several photos as multipart/form-data: `photos` maps a field name to a photo. */
+export async function postPhotos(path, photos, fields = {}) {
+  const form = new FormData();
+  for (const [name, photo] of Object.entries(photos)) form.append(name, photo.blob, photo.name || `${name}.jpg`);
+  for (const [k, v] of Object.entries(fields)) {
+    if (v === null || v === undefined || v === "") continue;
+    form.append(k, String(v));
+  }
+  return (await request(path, { method: "POST", body: form })).json();
+}
+
 /** A blob: URL of an authenticated image (revoke it when done). */
 export async function blobURL(path) {
   const resp = await request(path);
