@@ -74,7 +74,7 @@ def ref_cosine_contrastive(x, labels, delta):
     for i in range(len(x)):
         for j in range(i + 1, len(x)):
             c = ref_d(CosineSimilarity(), x[i], x[j])
-            terms.append(1 - c if labels[i] == labels[j] else torch.clamp(c - delta, min=0) ** 2)
+            terms.append(1 - c if labels[i] == labels[j] else torch.clamp(c - delta, min=0))
     return torch.stack(terms).mean(), len(terms), sum(int(t > 0) for t in terms)
 
 
@@ -182,6 +182,18 @@ def test_contrastive_matches_reference(dtype, seed):
     assert int(out.n_terms) == n_terms == len(x) * (len(x) - 1) // 2
     assert int(out.n_active) == n_active
     assert 0 < out.active_ratio < 1
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cosine_contrastive_is_pytorchs_cosine_embedding_loss_over_every_pair(seed):
+    """The published form (torch.nn.CosineEmbeddingLoss, linear dissimilar branch), not a squared hinge."""
+    x, labels = make_batch(seed, torch.float64)
+    i, j = torch.triu_indices(len(x), len(x), offset=1)
+    target = torch.where(labels[i] == labels[j], 1.0, -1.0).double()
+    for delta in (-0.2, 0.1, 0.5):
+        want = torch.nn.functional.cosine_embedding_loss(x[i], x[j], target, margin=delta)
+        got = CosineContrastiveLoss(delta=delta)(x, labels).loss
+        assert float(got) == pytest.approx(float(want), rel=1e-12, abs=1e-15)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
