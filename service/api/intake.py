@@ -158,19 +158,25 @@ async def read_photo_request(
 
 
 async def read_photos_request(
-    request: Request, options: type[Options], max_bytes: int, names: tuple[str, ...]
+    request: Request,
+    options: type[Options],
+    max_bytes: int,
+    names: tuple[str, ...],
+    optional: tuple[str, ...] = (),
 ) -> tuple[dict[str, bytes], Options]:
-    """The photos named ``names`` and the validated options from a multipart or JSON request.
+    """The photos named ``names`` (and those of ``optional`` that were sent) and the validated
+    options from a multipart or JSON request.
 
-    Multipart: one file field per name. JSON: ``<name>_base64`` per name. Every photo is required;
-    the whole body is held to the upload limit (``BodyLimitMiddleware``) and each photo to ``max_bytes``.
+    Multipart: one file field per name. JSON: ``<name>_base64`` per name. Every photo of ``names``
+    is required; the whole body is held to the upload limit (``BodyLimitMiddleware``) and each photo
+    to ``max_bytes``. The photos come back in the order of ``names`` then ``optional``.
     """
     listed = ", ".join(f"'{n}'" for n in names)
     ctype = request.headers.get("content-type", "")
     photos: dict[str, bytes] = {}
     if ctype.startswith("multipart/form-data"):
         try:
-            form = await request.form(max_files=len(names), max_fields=20)
+            form = await request.form(max_files=len(names) + len(optional), max_fields=20)
         except Exception as exc:  # malformed multipart bodies raise several parser errors
             raise InvalidRequest(f"the multipart body could not be parsed: {exc}") from exc
         named = unique_fields(form)
@@ -179,9 +185,19 @@ async def read_photos_request(
             if not isinstance(upload, UploadFile):
                 raise InvalidRequest(f"the multipart body needs a file field named '{name}'")
             photos[name] = await upload.read()
+        for name in optional:
+            upload = named.pop(name, None)
+            if upload is None:
+                continue
+            if not isinstance(upload, UploadFile):
+                raise InvalidRequest(f"'{name}' must be a file field")
+            photos[name] = await upload.read()
         fields = {k: v for k, v in named.items() if isinstance(v, str)}
         if len(fields) < len(named):
-            raise InvalidRequest(f"only the {listed} field{'s' if len(names) > 1 else ''} may be a file")
+            files = ", ".join(f"'{n}'" for n in (*names, *optional))
+            raise InvalidRequest(
+                f"only the {files} field{'s' if len(names) + len(optional) > 1 else ''} may be a file"
+            )
         opts = _validate(options, fields)
     elif ctype.startswith("application/json"):
         payload = loads_json(await request.body())
@@ -192,6 +208,13 @@ async def read_photos_request(
             if not isinstance(raw, str) or not raw:
                 raise InvalidRequest(f"{name}_base64 (a non-empty base64 string) is required")
             photos[name] = _decode_base64(raw, f"{name}_base64")
+        for name in optional:
+            if f"{name}_base64" not in payload:
+                continue
+            raw = payload.pop(f"{name}_base64")
+            if not isinstance(raw, str) or not raw:
+                raise InvalidRequest(f"{name}_base64 must be a non-empty base64 string")
+            photos[name] = _decode_base64(raw, f"{name}_base64")
         opts = _validate(options, payload)
     else:
         raise InvalidRequest(
@@ -200,7 +223,7 @@ async def read_photos_request(
             content_type=ctype,
         )
     for name, data in photos.items():
-        what = "the image" if len(names) == 1 else name
+        what = "the image" if len(names) + len(optional) == 1 else name
         if not data:
             raise InvalidRequest(f"{what} is empty")
         if len(data) > max_bytes:

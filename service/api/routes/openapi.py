@@ -34,21 +34,24 @@ def _form_field(schema: dict[str, Any]) -> dict[str, Any]:
     return {**out, "anyOf": options} if options else out
 
 
-def photo_body(json_model: type[BaseModel], names: tuple[str, ...] = ("image",)) -> dict:
+def photo_body(
+    json_model: type[BaseModel], names: tuple[str, ...] = ("image",), optional: tuple[str, ...] = ()
+) -> dict:
     """``openapi_extra`` documenting both accepted encodings of a request with the photos ``names``
-    (multipart file fields ``<name>``, JSON fields ``<name>_base64``)."""
+    and the optional photos ``optional`` (multipart file fields ``<name>``, JSON fields
+    ``<name>_base64``)."""
     schema = json_model.model_json_schema()
     defs = schema.pop("$defs", {})
     schema = _inline(schema, defs)
-    encoded = {f"{n}_base64" for n in names}
+    encoded = {f"{n}_base64" for n in (*names, *optional)}
+    photo = {"type": "string", "format": "binary", "description": "JPEG, PNG or WebP photo"}
+    frame = {**photo, "description": "a further frame of the burst, JPEG, PNG or WebP (optional)"}
     form = {
         "type": "object",
         "required": [*names, *[r for r in schema.get("required", []) if r not in encoded]],
         "properties": {
-            **{
-                n: {"type": "string", "format": "binary", "description": "JPEG, PNG or WebP photo"}
-                for n in names
-            },
+            **{n: photo for n in names},
+            **{n: frame for n in optional},
             **{k: _form_field(v) for k, v in schema.get("properties", {}).items() if k not in encoded},
         },
         "additionalProperties": False,
@@ -59,7 +62,9 @@ def photo_body(json_model: type[BaseModel], names: tuple[str, ...] = ("image",))
             "content": {
                 "multipart/form-data": {
                     "schema": form,
-                    "encoding": {n: {"contentType": "image/jpeg, image/png, image/webp"} for n in names},
+                    "encoding": {
+                        n: {"contentType": "image/jpeg, image/png, image/webp"} for n in (*names, *optional)
+                    },
                 },
                 "application/json": {"schema": schema},
             },
