@@ -1,13 +1,16 @@
 """The seeds' claims, measured: every loss x seeds, same backbone, data and budget, scored on LFW View 2.
 
     python bench/seeds.py                       # prepare (if missing), train, evaluate, aggregate, plot
-    python bench/seeds.py --epochs 4 --batches-per-epoch 40 --jobs 2 --seeds 0 1 2
+    python bench/seeds.py --epochs 4 --jobs 2 --seeds 0 1 2
     python bench/seeds.py --aggregate-only      # rebuild docs/seeds/ from the finished runs
 
 1. prepares the celeba-aligned cache once (``facegate-train prepare``, detection with the
    assumed-alignment fallback, for the backbone's input size and template) under var/cache/;
 2. trains ``training/configs/<loss>.toml`` for every loss and seed with the same overrides
-   (``facegate-train train`` in a subprocess; runs go to runs/seeds/<loss>/seed<N>/);
+   (``facegate-train train`` in a subprocess; runs go to runs/seeds/<loss>/seed<N>/). An epoch
+   is always one full pass over the training identities (the sampler's own count of P x K
+   steps): the margin scheduler reads its easy share once per epoch, so a partial "epoch"
+   would make it step on a fraction of the data (the former ``--batches-per-epoch``);
 3. aligns the LFW View 2 images ONCE through the service's preprocessing (cached MTCNN
    detections, ``align_face`` on the backbone's template; centred fallback when no face is found)
    and embeds those crops with each run's torch model: 10-fold accuracy, ROC AUC, TAR@FAR;
@@ -55,7 +58,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--losses", nargs="+", default=list(LOSSES))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--batches-per-epoch", type=int, default=40, help="steps per epoch (P x K images each)")
     p.add_argument("--input-size", type=int, default=64, help="MobileFaceNet input side (multiple of 16)")
     p.add_argument("--width", type=float, default=0.5, help="MobileFaceNet channel width multiplier")
     p.add_argument("--set", dest="overrides", action="append", default=[], help="extra config override")
@@ -73,6 +75,38 @@ def parse_args() -> argparse.Namespace:
 
 def backbone_kwargs(args: argparse.Namespace) -> dict:
     return {"input_size": args.input_size, "width": args.width}
+
+
+def run_overrides(args: argparse.Namespace) -> list[str]:
+    """The overrides every loss's config gets (besides its own cache, seed and output folder)."""
+    return [
+        f"model.kwargs={json.dumps(backbone_kwargs(args))}",
+        f"train.epochs={args.epochs}",
+        *args.overrides,
+    ]
+
+
+def geometry(args: argparse.Namespace, loss: str, cache: Path | None) -> dict:
+    """P, K, views and steps per epoch as the run will have them: read from the loss's config with
+    the run's overrides, and from the sampler on the prepared cache (a full pass)."""
+    from training.config import load_config
+    from training.data.sampler import PKSampler
+    from training.engine.objective import LOSSES
+
+    sets = [f"data.cache={cache or 'unprepared'}", *run_overrides(args)]
+    cfg = load_config(REPO / f"training/configs/{loss}.toml", sets)
+    views = 2 if LOSSES[cfg.loss.name].input_layout == "two_views" else cfg.loss.views
+    out = {"p": cfg.sampler.p, "k": cfg.sampler.k, "views": views, "steps_per_epoch": None}
+    if cache is not None and (cache / "meta.json").is_file():
+        from training.data.dataset import FaceCache
+        from training.data.splits import split_by_identity
+
+        labels = FaceCache.open(cache).labels
+        split = split_by_identity(labels, cfg.data.val_fraction, cfg.train.seed)
+        sampler = PKSampler(labels[split.train], cfg.sampler.p, cfg.sampler.k, cfg.train.seed,
+                            small_identities=cfg.data.small_identities, min_images=cfg.data.min_images)  # fmt: skip
+        out["steps_per_epoch"] = len(sampler)
+    return out
 
 
 def prepare_cache(args: argparse.Namespace) -> Path:
@@ -94,10 +128,9 @@ def train_run(args: argparse.Namespace, cache: Path, loss: str, seed: int) -> Pa
     ckpt = out / "checkpoints/last.pt"
     if not args.force and ckpt.is_file() and len(read_metrics(out)) >= args.epochs:
         return out
-    sets = [f"data.cache={cache}", f"data.batches_per_epoch={args.batches_per_epoch}", "data.val_pairs=0",
-            f"model.kwargs={json.dumps(backbone_kwargs(args))}", f"train.epochs={args.epochs}",
+    sets = [f"data.cache={cache}", "data.val_pairs=0",
             f"train.seed={seed}", f"train.out_dir={out}", "train.progress=false", "train.device=cpu",
-            f"train.threads={args.threads}", *args.overrides]  # fmt: skip
+            f"train.threads={args.threads}", *run_overrides(args)]  # fmt: skip
     if loss == "triplet_increasing":  # the linear ramp ends at the budget's last epoch (epochs count from 0)
         sets.append(f"margin.kwargs.epochs={max(1, args.epochs - 1)}")
     cmd = [sys.executable, "-m", "training.cli", "train", str(REPO / f"training/configs/{loss}.toml")]
@@ -364,12 +397,17 @@ def main() -> None:
                     fut.result()
                 except Exception as exc:  # one failed run must not lose the others
                     print(f"run failed: {exc!r}", flush=True)
+    cache = args.cache or REPO / f"var/cache/celeba-mobilefacenet{args.input_size}"
+    shapes = {loss: geometry(args, loss, cache) for loss in args.losses}
     budget = {
         "backbone": f"mobilefacenet(input_size={args.input_size}, width={args.width}), 128-d",
         "epochs": args.epochs,
-        "batches_per_epoch": args.batches_per_epoch,
-        "batch": "P=48 identities x K=2 images = 96 images per step (NT-Xent: 2 augmented views, 192 inputs)",
-        "images_seen_per_run": args.epochs * args.batches_per_epoch * 96,
+        "epoch": "one full pass over the training identities (the sampler's P x K steps)",
+        "geometry": shapes,  # P, K, views and steps per epoch of each loss, as configured
+        "images_seen_per_run": {
+            loss: g["steps_per_epoch"] * g["p"] * g["k"] * args.epochs if g["steps_per_epoch"] else None
+            for loss, g in shapes.items()
+        },
         "data": "celeba-aligned (9,682 images, 5,262 identities; 10% of identities held out, unused)",
         "triplet_increasing": f"linear margin 0.2 -> 0.5 reached at the last epoch (ramp {max(1, args.epochs - 1)})",
         "jobs_in_parallel": args.jobs,
