@@ -14,7 +14,10 @@ was last reset through clear_refs). It prints:
   upload limit, and the same as PNG, which cannot be decoded reduced), and RSS afterwards;
 - peak RSS while 64 unauthenticated clients stall mid-upload (headers announcing 10 MB, 1 MB sent),
   whether each was answered 401, and RSS afterwards;
-- the same with 64 stalled uploads that present a valid key (they wait for the body timeout).
+- the same with 64 stalled uploads that present a valid key (they wait for the body timeout);
+- the cost of encryption at rest (``encryption_at_rest_cost``): seal + open of one template, the
+  start-up load of ``--encryption-people`` people and the start's key check, search and
+  enrolment, plain against encrypted, and the rotate command's rate.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -204,11 +208,142 @@ def stalled_uploads(
     return socks, answered
 
 
+def _stored_people(sessions, cipher, crop: bytes, vectors) -> None:
+    """``len(vectors)`` people with a canvas crop and an embedding, sealed as the gallery seals."""
+    from sqlalchemy import insert
+
+    from service.gallery.tables import Embedding, Person, ReferenceCrop
+
+    ids = range(1, len(vectors) + 1)
+    with sessions.begin() as s:
+        s.execute(insert(Person), [{"id": i, "person_id": f"p{i}", "name": "P"} for i in ids])
+        crops = [cipher.seal_crop(crop, i) for i in ids]
+        s.execute(
+            insert(ReferenceCrop),
+            [
+                {"person_pk": i, "image_png": c, "width": 288, "height": 288, "meta": {}}
+                | {"photo_sha256": "0" * 64, "kind": "canvas"}
+                for i, c in zip(ids, crops)
+            ],
+        )
+        sealed = [cipher.seal_vector(v.tobytes(), i, "v") for i, v in zip(ids, vectors)]
+        s.execute(
+            insert(Embedding),
+            [{"person_pk": i, "model_version": "v", "vector": v} for i, v in zip(ids, sealed)],
+        )
+
+
+def _interleaved(fns: dict[str, Callable[[int], object]], repeat: int) -> dict[str, float]:
+    """Median seconds of each function, called in alternation (ABBA order) so that the machine's
+    drift hits every one alike."""
+    import statistics
+
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for i in range(repeat):
+        for k in list(fns)[:: 1 if i % 2 == 0 else -1]:
+            t = time.perf_counter()
+            fns[k](i)
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def encryption_at_rest_cost(photo: bytes, people: int, enrolments: int = 200) -> list[tuple[str, str]]:
+    """What sealing templates at rest (FACEGATE_ENCRYPTION_KEYS) costs, plain vs encrypted, on
+    SQLite in a throw-away folder, through the gallery the service uses, the two measured in
+    alternation:
+
+    - seal + open of one reference crop (a 288x288 PNG of an LFW photo, the canvas's size) and one
+      embedding of the default model's dimension, alone (median of 2,000);
+    - start-up: ``Gallery.load`` of ``people`` stored people, median of 10, the opening of their
+      sealed embeddings alone (median of 5), and the key check the start runs (median of 3);
+    - ``Gallery.search`` top-5 among them, median of 400 (the index is in memory and in clear
+      either way);
+    - ``Gallery.enroll`` (crop, embedding, change log, one commit), median of ``enrolments``;
+    - ``facegate encryption rotate`` of the plain database (its ``people + enrolments`` people).
+    """
+    import numpy as np
+
+    from service.gallery import encryption
+    from service.gallery.cipher import TemplateCipher, new_key
+    from service.gallery.db import make_engine, migrate, session_factory
+    from service.gallery.gallery import Gallery
+    from service.index import FaceIndex
+    from service.model_card import load_card
+    from service.settings import DEFAULT_MODEL, Settings
+
+    dim = load_card(Settings().models_dir / DEFAULT_MODEL).embedding_dim
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(photo)).convert("RGB").resize((288, 288)).save(buf, "PNG")
+    crop = buf.getvalue()
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((people + enrolments, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    stored, extra = vectors[:people], vectors[people:]
+    probes = stored[rng.integers(0, people, 400)]
+    keys = TemplateCipher.from_setting(new_key("k1"))
+
+    def seal_and_open(i: int) -> None:
+        keys.open_crop(keys.seal_crop(crop, i), i)
+        keys.open_vector(keys.seal_vector(vectors[0].tobytes(), i, "v"), i, "v")
+
+    sealed_vectors = [keys.seal_vector(v.tobytes(), i, "v") for i, v in enumerate(stored)]
+
+    def open_all(_: int) -> None:
+        for i, blob in enumerate(sealed_vectors):
+            keys.open_vector(blob, i, "v")
+
+    crypto = _interleaved({"crypto": seal_and_open}, 2000)["crypto"]
+    label = f"encryption at rest: seal + open one crop ({len(crop) / 1024:.0f} KiB) and one {dim}-d embedding"
+    rows = [(label, f"{crypto * 1e6:.0f} us")]
+    opening = _interleaved({"open": open_all}, 5)["open"]
+    what = f"  open the {people} stored embeddings alone (start-up's added work)"
+    rows.append((what, f"{opening * 1e3:.1f} ms"))
+    with tempfile.TemporaryDirectory() as tmp:
+        engines, galleries, sessions = {}, {}, {}
+        for name, c in (("plain", TemplateCipher()), ("encrypted", keys)):
+            engines[name] = make_engine(f"sqlite:///{tmp}/{name}.db")
+            migrate(engines[name])
+            sessions[name] = session_factory(engines[name], c)
+            _stored_people(sessions[name], c, crop, stored)
+            galleries[name] = Gallery(sessions[name], FaceIndex(dim), "v")
+        check = _interleaved({"check": lambda _: encryption.check_keys(sessions["encrypted"])}, 3)["check"]
+        rows.append((f"  start-up key check of {people} people (FaceGate's start)", f"{check * 1e3:.0f} ms"))
+        size, sha = (288, 288), "0" * 64
+        costs = {
+            "load": _interleaved({k: lambda _, g=g: g.load() for k, g in galleries.items()}, 10),
+            "search": _interleaved(
+                {k: lambda i, g=g: g.search(probes[i], 5) for k, g in galleries.items()}, 400
+            ),
+            "enrol": _interleaved(
+                {
+                    k: lambda i, g=g: g.enroll(f"e{i}", "E", crop, {}, sha, extra[i], crop_size=size)
+                    for k, g in galleries.items()
+                },
+                enrolments,
+            ),
+        }
+        report = encryption.rotate(session_factory(engines["plain"], keys), batch=200, pause=0)
+        for e in engines.values():
+            e.dispose()
+    for key, what, unit, scale in (
+        ("load", f"start-up: Gallery.load of {people} people", "ms", 1e3),
+        ("search", "Gallery.search top-5, median of 400", "us", 1e6),
+        ("enrol", f"Gallery.enroll, median of {enrolments}", "ms", 1e3),
+    ):
+        a, b = costs[key]["plain"] * scale, costs[key]["encrypted"] * scale
+        rows.append((f"  {what}: plain / encrypted", f"{a:.2f} / {b:.2f} {unit} ({b - a:+.2f})"))
+    n = people + enrolments
+    rate = f"{report.seconds:.1f} s, {n / report.seconds:.0f} people/s"
+    rows.append((f"  facegate encryption rotate, {n} people from clear, batches of 200", rate))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=paths().data)
     ap.add_argument("--people", type=int, default=1000)
     ap.add_argument("--probes", type=int, default=400)
+    ap.add_argument("--encryption-people", type=int, default=10_000, help="people loaded at start-up")
     args = ap.parse_args()
 
     images = args.data / "lfw" / "images"
@@ -267,6 +402,7 @@ def main() -> None:
         finally:
             server.stop()
     rows.append(("  default / off", f"{rate / rate_off:.2f}"))
+    rows.extend(encryption_at_rest_cost(refs["p0"], args.encryption_people))
     width = max(len(k) for k, _ in rows)
     print(f"\nFaceGate resources, {os.cpu_count()} CPUs, default model\n")
     for k, v in rows:

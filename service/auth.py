@@ -25,7 +25,9 @@ from service.gallery.tables import ApiKey, AuditEvent, as_utc, utcnow
 
 log = logging.getLogger(__name__)
 
-SCOPES = frozenset({"enroll", "verify", "admin"})  # admin implies the others
+# admin implies the others; metrics reads /metrics and nothing else (a Prometheus scraper's key);
+# compare is POST /compare alone: a door's verify key must not become an unlimited face matcher
+SCOPES = frozenset({"enroll", "verify", "compare", "metrics", "admin"})
 KEY_PREFIX = "fg_"
 PREFIX_LEN = 8  # of a generated key, stored in clear for listings: "fg_" and 5 random characters
 CONFIGURED_PREFIX = "(configured)"  # the listing prefix of an operator-chosen key

@@ -18,6 +18,12 @@ from service.settings import get_settings
 app = typer.Typer(help="FaceGate face verification service.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+people_app = typer.Typer(
+    help="People who leave or pause: suspension from a staff list.", no_args_is_help=True
+)
+app.add_typer(people_app, name="people")
+audit_app = typer.Typer(help="The access log: retention.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 console = Console()
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
@@ -65,7 +71,12 @@ CLI = Caller(None, "cli (facegate keys)", frozenset({"admin"}))
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Argument(help="a label for the key, e.g. the door or the app using it")],
-    scope: Annotated[list[str], typer.Option("--scope", "-s", help="enroll, verify or admin (repeatable)")],
+    scope: Annotated[
+        list[str],
+        typer.Option(
+            "--scope", "-s", help="enroll, verify, metrics (reads /metrics only) or admin (repeatable)"
+        ),
+    ],
 ) -> None:
     """Create a key; it is printed once and stored only as a hash."""
     try:
@@ -199,6 +210,253 @@ def calibrate(
         f"this data. Activate it with POST /admin/models/{report['version']}/activate "
         "(or let FACEGATE_WATCH_MODELS pick it up).",
         highlight=False,
+    )
+
+
+def _sessions():
+    from service.gallery.db import make_engine, migrate, session_factory
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    return session_factory(engine)
+
+
+@people_app.command("sync")
+def people_sync(
+    staff_csv: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, help="CSV of current staff: a person_id column, or one id per row"
+        ),
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print what would change, change nothing")
+    ] = False,
+    reactivate: Annotated[
+        bool, typer.Option(help="also reactivate suspended people who are on the list")
+    ] = False,
+) -> None:
+    """Suspend everyone enrolled who is not on the staff list (nobody is deleted; audited)."""
+    from service import people_sync as ps
+
+    try:
+        staff = ps.read_staff(staff_csv.read_text(encoding="utf-8-sig"))
+    except (ps.EmptyStaffList, UnicodeDecodeError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="STAFF_CSV") from exc
+    sessions = _sessions()
+    caller = Caller(None, "cli (facegate people sync)", frozenset({"admin"}))
+    if dry_run:
+        todo = ps.preview(sessions, staff, reactivate)
+    else:
+        todo = ps.sync(sessions, staff, caller, staff_csv.name, reactivate)
+    verb = "would " if dry_run else ""
+    for pid in todo.suspend:
+        typer.echo(f"{verb}suspend {pid}")
+    for pid in todo.reactivate:
+        typer.echo(f"{verb}reactivate {pid}")
+    for pid in todo.listed_suspended:
+        typer.echo(f"listed but suspended (left suspended; --reactivate to reactivate): {pid}")
+    for pid in todo.unknown:
+        typer.echo(f"listed but not enrolled: {pid}")
+    n = todo.summary()
+    typer.echo(
+        f"{'dry run: ' if dry_run else ''}{n['staff']} on the list, {n['kept']} active kept, "
+        f"{n['suspended']} {verb}suspended, {n['reactivated']} {verb}reactivated"
+    )
+
+
+# ---- templates encrypted at rest (service/gallery/cipher.py, encryption.py) ----
+
+encryption_app = typer.Typer(
+    help="Reference crops and embeddings encrypted at rest: keys and rotation.", no_args_is_help=True
+)
+app.add_typer(encryption_app, name="encryption")
+
+
+def _template_sessions():
+    """Sessions on the migrated database whose templates open with FACEGATE_ENCRYPTION_KEYS."""
+    from service.gallery.cipher import TemplateCipher
+    from service.gallery.db import make_engine, migrate, session_factory
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    return session_factory(engine, TemplateCipher.from_setting(settings.encryption_keys))
+
+
+@encryption_app.command("new-key")
+def encryption_new_key(
+    key_id: Annotated[str, typer.Argument(help="1 to 8 letters, digits, '-' or '_', e.g. 2025q3")],
+) -> None:
+    """Print a fresh random AES-256 key as an id:key entry for FACEGATE_ENCRYPTION_KEYS."""
+    from service.gallery.cipher import new_key
+
+    try:
+        entry = new_key(key_id)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="KEY_ID") from exc
+    typer.echo(
+        "Put this entry first in FACEGATE_ENCRYPTION_KEYS (comma-separated, newest first) and keep "
+        "the older keys listed until `facegate encryption rotate` has run:",
+        err=True,
+    )
+    typer.echo(entry)
+
+
+@encryption_app.command("status")
+def encryption_status() -> None:
+    """Stored crops and embeddings per key (and in clear); checks that every key opens its rows."""
+    from service.gallery.cipher import TemplateKeyError
+    from service.gallery.encryption import census, check_keys
+
+    sessions = _template_sessions()
+    with sessions() as s:
+        found = census(s)
+    table = Table("key", "reference crops", "embeddings")
+    for kid in sorted({k for per in found.counts.values() for k in per}):
+        table.add_row(kid, *(str(found.counts[t].get(kid, 0)) for t in ("crops", "embeddings")))
+    console.print(table)
+    try:
+        check_keys(sessions)
+    except TemplateKeyError as exc:
+        typer.echo(f"keys do not match the database: {exc}")
+        raise typer.Exit(code=1) from exc
+    typer.echo("every stored template opens with FACEGATE_ENCRYPTION_KEYS")
+
+
+@encryption_app.command("rotate")
+def encryption_rotate(
+    batch: Annotated[int, typer.Option(min=1, help="rows re-encrypted per write transaction")] = 200,
+    pause: Annotated[float, typer.Option(min=0, help="seconds between batches, for waiting writers")] = 0.05,
+) -> None:
+    """Re-encrypt every stored crop and embedding (in clear or under an older key) with the first
+    key of FACEGATE_ENCRYPTION_KEYS, in batches, while the service keeps running."""
+    from service.gallery.cipher import TemplateKeyError
+    from service.gallery.encryption import check_keys, rotate
+
+    logging.basicConfig(level=logging.WARNING)
+    sessions = _template_sessions()
+    try:
+        check_keys(sessions)  # every row must open before any is rewritten
+        report = rotate(sessions, batch, pause, progress=lambda what, n: console.print(f"{what}: {n}"))
+    except TemplateKeyError as exc:
+        typer.echo(f"rotation refused: {exc}")
+        raise typer.Exit(code=1) from exc
+    with sessions() as s:
+        from service.gallery import cipher
+
+        newest = cipher.of(s).write_key
+    typer.echo(
+        f"re-encrypted {report.rewritten['crops']} reference crops and {report.rewritten['embeddings']} "
+        f"embeddings under key {newest!r} in {report.seconds:.1f} s ({report.batches} batches)"
+    )
+    if report.remaining:  # written meanwhile under an older key, e.g. by a replica not yet restarted
+        typer.echo(f"{report.remaining} templates are still not under key {newest!r}: run it again")
+        raise typer.Exit(code=1)
+
+
+@audit_app.command("purge")
+def audit_purge(
+    days: Annotated[
+        int | None, typer.Option(min=1, help="keep this many days (default FACEGATE_AUDIT_RETENTION_DAYS)")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="count, delete nothing")] = False,
+) -> None:
+    """Delete audit rows older than the retention; the purge itself is recorded."""
+    from service import audit_retention
+
+    retention = days if days is not None else get_settings().audit_retention_days
+    if retention <= 0:
+        typer.echo("FACEGATE_AUDIT_RETENTION_DAYS is 0 (keep forever) and no --days given: nothing purged")
+        return
+    sessions = _sessions()
+    if dry_run:
+        cutoff = audit_retention.cutoff_for(retention)
+        n = audit_retention.count_older(sessions, cutoff)
+        typer.echo(f"dry run: would delete {n} audit rows older than {cutoff.isoformat()} ({retention} days)")
+        return
+    caller = Caller(None, "cli (facegate audit purge)", frozenset({"admin"}))
+    done = audit_retention.purge(sessions, retention, caller, record_empty=True)
+    typer.echo(f"deleted {done.deleted} audit rows older than {done.cutoff.isoformat()} ({retention} days)")
+
+
+# ---- backup and restore (service/backup.py, service/restore.py) ----
+
+
+@app.command("backup")
+def backup_command(
+    out: Annotated[Path, typer.Argument(dir_okay=False, help="the archive to write (a zip file)")],
+    model_files: Annotated[
+        bool,
+        typer.Option(help="store the model versions' files (model.onnx ...) or only their sha256"),
+    ] = True,
+) -> None:
+    """Export a consistent backup: every database row (people, crops, embeddings per model version,
+    keys as hashes, audit) read in one snapshot, and the model versions in use with active.json."""
+    from service.backup import BackupError, backup
+    from service.gallery.db import make_engine
+
+    logging.basicConfig(level=logging.WARNING)
+    settings = get_settings()
+    engine = make_engine(settings.database_url)
+    try:
+        report = backup(engine, settings.models_dir, out, include_model_files=model_files)
+    except BackupError as exc:
+        typer.echo(f"backup failed: {exc}")
+        raise typer.Exit(code=1) from exc
+    finally:
+        engine.dispose()
+    rows = ", ".join(f"{k} {v}" for k, v in report.rows.items())
+    typer.echo(f"wrote {out} ({report.bytes / 1e6:.1f} MB): {rows}")
+    missing = ", ".join(report.missing_models)
+    typer.echo(
+        f"model versions: {', '.join(report.models) or 'none'}"
+        + ("" if report.model_files_included else " (by sha256 only)")
+        + (f"; not found in the models folder: {missing}" if missing else "")
+    )
+    if report.key_ids:
+        typer.echo(
+            f"templates encrypted with key(s) {', '.join(report.key_ids)}: restoring needs them in "
+            "FACEGATE_ENCRYPTION_KEYS"
+        )
+
+
+@app.command("restore")
+def restore_command(
+    archive: Annotated[Path, typer.Argument(dir_okay=False, help="an archive written by facegate backup")],
+    force: Annotated[
+        bool, typer.Option("--force", help="replace what a non-empty target database holds")
+    ] = False,
+) -> None:
+    """Restore a backup into an empty deployment (FACEGATE_DATABASE_URL, FACEGATE_MODELS_DIR); the
+    archive is checked whole first. Stop the service on the target while it runs."""
+    from service.backup import BackupError
+    from service.gallery.cipher import TemplateCipher
+    from service.gallery.db import make_engine
+    from service.restore import restore
+
+    logging.basicConfig(level=logging.WARNING)
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+    try:
+        keys = TemplateCipher.from_setting(settings.encryption_keys)
+        report = restore(archive, engine, settings.models_dir, keys, force=force)
+    except BackupError as exc:
+        typer.echo(f"restore refused: {exc}")
+        raise typer.Exit(code=1) from exc
+    finally:
+        engine.dispose()
+    rows = ", ".join(f"{k} {v}" for k, v in report.rows.items())
+    typer.echo(f"restored {archive} (schema {report.schema_revision}, then migrated): {rows}")
+    if report.replaced_rows:
+        typer.echo(f"replaced {report.replaced_rows} rows the target held (--force)")
+    typer.echo(
+        f"model versions written: {', '.join(report.models_written) or 'none'}; "
+        f"already there: {', '.join(report.models_present) or 'none'}"
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 import faiss
 import numpy as np
@@ -75,17 +75,29 @@ class FaceIndex:
             self._ids.difference_update(i.tolist())
             return removed
 
-    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(similarities, ids), each (n, k), best first; empty slots have id -1 and similarity -inf."""
+    def search(
+        self, vectors: np.ndarray, k: int, exclude: Collection[int] = ()
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(similarities, ids), each (n, k), best first; empty slots have id -1 and similarity -inf.
+
+        Ids in ``exclude`` are skipped by FAISS itself (an ``IDSelector``), so they never take
+        one of the ``k`` places."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         v = self._vectors(vectors)
+        params = None
+        if exclude:
+            # FAISS keeps raw pointers: both selectors stay referenced (locals) until the search returns
+            batch = faiss.IDSelectorBatch(np.asarray(list(exclude), np.int64))
+            skip = faiss.IDSelectorNot(batch)
+            params = faiss.SearchParameters()
+            params.sel = skip
         with self._lock:
             if not self._ids:
                 return np.full((len(v), k), -np.inf, np.float32), np.full((len(v), k), -1, np.int64)
             if self.threads:
                 faiss.omp_set_num_threads(self.threads)
-            sims, ids = self._index.search(v, k)
+            sims, ids = self._index.search(v, k, params=params)
         sims[ids < 0] = -np.inf
         return sims, ids
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.crop_embed import CropEmbedder, alignment_meta
+from service.decisions import verify_threshold
 from service.errors import FaceGateError
 from service.gallery import audit
 from service.gallery.audit import Caller
@@ -148,6 +149,7 @@ class ModelLifecycle:
         self._seen = set(scan(self.models_dir))
         self._active_mtime = active_mtime(self.models_dir)
         self.metrics.gallery_size.set(rec.gallery.size())
+        self._announce(rec)
         log.info(
             "model %s %s on %s; gallery: %d people (%d embedded from stored crops)",
             rec.card.name,
@@ -160,6 +162,12 @@ class ModelLifecycle:
             self._watcher = threading.Thread(target=self._watch, name="facegate-model-watch", daemon=True)
             self._watcher.start()
         return rec
+
+    def _announce(self, rec: Recognizer[SyncedGallery]) -> None:
+        """The model answering now and its configured /verify threshold, in the metrics."""
+        s = self.settings
+        threshold = verify_threshold(rec.card.calibration, s.target_far, s.verify_threshold)
+        self.metrics.set_model(rec.card, threshold.score, threshold.similarity)
 
     @property
     def current(self) -> Recognizer[SyncedGallery]:
@@ -274,6 +282,7 @@ class ModelLifecycle:
 
     def _swap(self, job: SwapJob, entry: ModelEntry) -> None:
         start = time.perf_counter()
+        self.metrics.swap_started()
         try:
             new = self.build(entry)
             mark = self.feed.position()
@@ -284,6 +293,7 @@ class ModelLifecycle:
 
             def progress(done: int, total: int) -> None:
                 job.step = f"embedding the gallery ({done}/{total})"
+                self.metrics.swap_progress(done, total)
 
             job.embedded = new.gallery.backfill(progress=progress)
             job.step = "catching up"
@@ -297,8 +307,10 @@ class ModelLifecycle:
                 job.gallery_size = new.gallery.size()
                 job.finished_at = datetime.now(timezone.utc)
             self.metrics.gallery_size.set(new.gallery.size())
+            self._announce(new)
             write_active(self.models_dir, entry.version, old.version)
             self._active_mtime = active_mtime(self.models_dir)
+            self.metrics.swap_finished("done", time.perf_counter() - start)
             log.info(
                 "model swap %s -> %s done in %.1f s (%d crops embedded, %d people)",
                 old.version,
@@ -313,6 +325,7 @@ class ModelLifecycle:
                 job.state, job.error = "failed", f"{type(exc).__name__}: {getattr(exc, 'detail', exc)}"
                 job.finished_at = datetime.now(timezone.utc)
             self._failed.add(entry.version)
+            self.metrics.swap_finished("failed", time.perf_counter() - start)
             log.exception("model swap to %s failed; %s keeps serving", entry.version, job.previous)
         finally:
             job.done.set()

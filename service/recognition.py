@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import io
+from datetime import datetime, timezone
 from typing import Any, Generic, TypeVar
 
 import numpy as np
 from PIL import Image
 
+from service import bursts
 from service.decisions import Scored, Threshold, identify_outcome, identify_threshold, verify_threshold
-from service.errors import DuplicateFace, LowQuality, ThresholdNotAllowed
-from service.gallery import audit
+from service.errors import DuplicateFace, InvalidRequest, LowQuality, NoFace, ThresholdNotAllowed
+from service.gallery import audit, status
 from service.gallery.audit import Caller
 from service.gallery.gallery import Gallery
 from service.gallery.records import PersonRecord
@@ -21,6 +23,9 @@ from service.pipeline.pipeline import EmbeddedFace, FacePipeline, FaceSelection,
 from service.pipeline.quality import QualityLimits, assess, limits_for, quality_levels
 from service.schemas import (
     CandidateOut,
+    ComparedPhotoOut,
+    CompareOptions,
+    CompareOut,
     EnrollOptions,
     EnrollOut,
     FaceOut,
@@ -36,12 +41,17 @@ from service.settings import Settings
 
 
 def person_out(record: PersonRecord) -> PersonOut:
+    expired = record.expires_at is not None and record.expires_at <= datetime.now(timezone.utc)
     return PersonOut(
         person_id=record.person_id,
         name=record.name,
         created_at=as_utc(record.created_at),
         updated_at=as_utc(record.updated_at),
         model_versions=list(record.model_versions),
+        status="suspended" if record.status == "suspended" else "active",
+        suspended_at=record.suspended_at,
+        expires_at=record.expires_at,
+        matchable=record.status == "active" and not expired,
     )
 
 
@@ -49,6 +59,15 @@ def _png(crop: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(crop).save(buf, "PNG")
     return buf.getvalue()
+
+
+def _accounted(photo: Photo, used: EmbeddedFace) -> dict[str, Any]:
+    """Every face of the photo and which one was used (``faces_found``, ``face_index``, ``faces``)."""
+    return {
+        "faces_found": len(photo.detected),
+        "face_index": used.index,
+        "faces": [FaceOut.of(f) for f in photo.detected],
+    }
 
 
 GalleryT = TypeVar("GalleryT", bound=Gallery)
@@ -82,11 +101,40 @@ class Recognizer(Generic[GalleryT]):
     def version(self) -> str:
         return self.card.version
 
-    def _process(self, data: bytes, selection: FaceSelection) -> Photo:
+    def _process(self, data: bytes, selection: FaceSelection, face_index: int | None = None) -> Photo:
         timings = Timings()
-        photo = self.pipeline.process(data, selection, timings)
+        photo = self.pipeline.process(data, selection, timings, face_index)
         self.metrics.observe_stages(timings.stages)
         return photo
+
+    def _burst(
+        self, frames: list[bytes], selection: FaceSelection, face_index: int | None
+    ) -> tuple[Photo, int]:
+        """The processed photo of the frame that decides, and its number (1 for the first).
+
+        One photo is processed as it is. Of a burst (``service.bursts``) every frame is processed
+        and the frame whose largest face ranks first by quality decides; a frame without a face is
+        passed over (a burst without any face is ``no_face``)."""
+        if len(frames) == 1:
+            return self._process(frames[0], selection, face_index), 1
+        if face_index is not None:
+            raise InvalidRequest(
+                "face_index chooses a face of one photo: send it with a single photo, not a burst",
+                frames=len(frames),
+            )
+        medium = self.quality_levels["medium"]
+        found: list[tuple[int, Photo, dict[str, float]]] = []
+        for number, data in enumerate(frames, 1):
+            try:
+                photo = self._process(data, selection)
+            except NoFace:
+                continue
+            face = photo.faces[0]
+            found.append((number, photo, assess(face.face, face.crop, medium).to_dict()))
+        if not found:
+            raise NoFace(f"no face was found in any of the {len(frames)} frames", frames=len(frames))
+        number, photo, _ = found[bursts.best_frame([m for _, _, m in found], medium)]
+        return photo, number
 
     def _scored(self, face: EmbeddedFace, k: int) -> list[Scored]:
         cal = self.card.calibration
@@ -97,7 +145,7 @@ class Recognizer(Generic[GalleryT]):
 
     def enroll(self, data: bytes, opts: EnrollOptions, caller: Caller) -> EnrollOut:
         selection = FaceSelection(opts.face_selection)
-        photo = self._process(data, selection)
+        photo = self._process(data, selection, opts.face_index)
         face = photo.faces[0]
         quality = assess(face.face, face.crop, limits_for(self.quality_levels, opts.quality_filter))
         if not quality.ok:
@@ -139,6 +187,7 @@ class Recognizer(Generic[GalleryT]):
             quality=QualityOut.of(quality),
             model_version=self.version,
             replaced=replaced,
+            **_accounted(photo, face),
         )
 
     def delete(self, person_id: str, caller: Caller) -> None:
@@ -171,24 +220,34 @@ class Recognizer(Generic[GalleryT]):
                     threshold_basis=threshold.basis,
                 )
 
-    def verify(self, data: bytes, opts: VerifyOptions, caller: Caller) -> VerifyOut:
+    def verify(self, data: bytes | list[bytes], opts: VerifyOptions, caller: Caller) -> VerifyOut:
+        """Is the photo (or the best frame of a burst of 2 to 5) the enrolled ``person_id``?"""
+        frames = [data] if isinstance(data, bytes) else data
         reference = self.gallery.embedding_of(opts.person_id)  # PersonNotFound before any work
-        photo = self._process(data, FaceSelection.largest)
+        self._refuse_unmatchable(opts.person_id, caller)
+        photo, frame = self._burst(frames, FaceSelection.largest, opts.face_index)
         face = photo.faces[0]
         cal = self.card.calibration
         similarity = float(np.dot(face.embedding, reference))
         score = cal.score(similarity)
         threshold = self._verify_threshold(opts.threshold, caller)
         match = score >= threshold.score
-        self.metrics.scores.labels("verify").observe(score)
-        self.metrics.decisions.labels("verify", "match" if match else "no_match").inc()
+        self.metrics.observe_decision(
+            "verify", self.version, "match" if match else "no_match", score, similarity
+        )
         self._record(
             caller,
             "verify",
             person_id=opts.person_id,
             result="match" if match else "no_match",
             score=score,
-            detail={"threshold": threshold.score},
+            detail={
+                "threshold": threshold.score,
+                "faces_found": len(photo.detected),
+                "face_index": face.index,
+                "frames": len(frames),
+                "frame": frame,
+            },
         )
         return VerifyOut(
             match=match,
@@ -198,7 +257,59 @@ class Recognizer(Generic[GalleryT]):
             model_version=self.version,
             face=FaceOut.of(face.face),
             threshold_basis=threshold.basis,
+            frames=len(frames),
+            frame=frame,
+            **_accounted(photo, face),
         )
+
+    def compare(self, a: bytes, b: bytes, opts: CompareOptions, caller: Caller) -> CompareOut:
+        """Are the faces of two photos the same person? Nobody enrolled is involved and nothing is
+        stored but the audit row; the threshold is /verify's (a 1:1 decision, FACEGATE_TARGET_FAR)."""
+        threshold = self._verify_threshold(opts.threshold, caller)  # refused before any work
+        photo_a = self._process(a, FaceSelection.largest, opts.face_index_a)
+        photo_b = self._process(b, FaceSelection.largest, opts.face_index_b)
+        face_a, face_b = photo_a.faces[0], photo_b.faces[0]
+        similarity = float(np.dot(face_a.embedding, face_b.embedding))
+        score = self.card.calibration.score(similarity)
+        match = score >= threshold.score
+        result = "match" if match else "no_match"
+        self.metrics.observe_decision("compare", self.version, result, score, similarity)
+        self._record(
+            caller,
+            "compare",
+            result=result,
+            score=score,
+            detail={
+                "threshold": threshold.score,
+                "faces_found": [len(photo_a.detected), len(photo_b.detected)],
+                "face_index": [face_a.index, face_b.index],
+            },
+        )
+        return CompareOut(
+            match=match,
+            score=score,
+            similarity=similarity,
+            threshold=threshold.score,
+            threshold_basis=threshold.basis,
+            model_version=self.version,
+            a=ComparedPhotoOut(face=FaceOut.of(face_a.face), **_accounted(photo_a, face_a)),
+            b=ComparedPhotoOut(face=FaceOut.of(face_b.face), **_accounted(photo_b, face_b)),
+        )
+
+    def _refuse_unmatchable(self, person_id: str, caller: Caller) -> None:
+        """A suspended or expired person is never compared with: 409, recorded in the audit trail."""
+        reason = self.gallery.availability.reason(person_id)
+        if reason is not None:
+            self._record(caller, "verify", person_id=person_id, result=reason)
+            raise status.refusal(person_id, reason, self.gallery.availability.standing(person_id))
+
+    def set_status(self, person_id: str, change: status.StatusChange, caller: Caller) -> PersonRecord:
+        """Suspend, reactivate or set the expiry of a person (audited with the change)."""
+        record = self.gallery.set_status(
+            person_id, change, audit.row(caller, "person_update", model_version=self.version)
+        )
+        self.metrics.gallery_size.set(self.gallery.size())
+        return record
 
     def _verify_threshold(self, requested: float | None, caller: Caller) -> Threshold:
         """The configured threshold, or the client's when it is stricter (any threshold: admin).
@@ -222,8 +333,10 @@ class Recognizer(Generic[GalleryT]):
             self.gallery.session_factory, audit.row(caller, action, model_version=self.version, **fields)
         )
 
-    def identify(self, data: bytes, opts: IdentifyOptions, caller: Caller) -> IdentifyOut:
-        photo = self._process(data, opts.face_selection)
+    def identify(self, data: bytes | list[bytes], opts: IdentifyOptions, caller: Caller) -> IdentifyOut:
+        """Who is in the photo (or in the best frame of a burst of 2 to 5), if anyone?"""
+        frames = [data] if isinstance(data, bytes) else data
+        photo, frame = self._burst(frames, opts.face_selection, opts.face_index)
         size = self.gallery.size()
         threshold = identify_threshold(self.card.calibration, self.settings.target_fpir, size)
         k = opts.top_k or self.settings.top_k
@@ -246,11 +359,16 @@ class Recognizer(Generic[GalleryT]):
                     score=best.score if best else None,
                     candidates=candidates,
                     face=FaceOut.of(face.face),
+                    face_index=face.index,
                 )
             )
-            if best is not None:
-                self.metrics.scores.labels("identify").observe(best.score)
-            self.metrics.decisions.labels("identify", result).inc()
+            self.metrics.observe_decision(
+                "identify",
+                self.version,
+                result,
+                best.score if best else None,
+                best.similarity if best else None,
+            )
         first = answers[0]
         self._record(
             caller,
@@ -258,8 +376,24 @@ class Recognizer(Generic[GalleryT]):
             person_id=first.person.person_id if first.person else None,
             result=first.result,
             score=first.score,
-            detail={"threshold": threshold.score, "faces": len(answers), "gallery_size": size},
+            detail={
+                "threshold": threshold.score,
+                "faces": len(answers),
+                "faces_found": len(photo.detected),
+                "face_index": first.face_index,
+                "gallery_size": size,
+                "frames": len(frames),
+                "frame": frame,
+            },
         )
+        checked = {a.face_index: a for a in answers}
+        every = [
+            checked.get(i)
+            or IdentifyFaceOut(
+                result="not_checked", person=None, score=None, candidates=[], face=FaceOut.of(f), face_index=i
+            )
+            for i, f in enumerate(photo.detected)
+        ]
         return IdentifyOut(
             result=first.result,
             person=first.person,
@@ -271,5 +405,9 @@ class Recognizer(Generic[GalleryT]):
             model_version=self.version,
             candidates=first.candidates,
             face=first.face,
-            faces=answers,
+            faces=every,
+            faces_found=len(photo.detected),
+            face_index=first.face_index,
+            frames=len(frames),
+            frame=frame,
         )

@@ -19,11 +19,13 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.gallery.tables import ChangeLog
+from service.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,7 @@ class Change:
     id: int
     op: str
     person_id: str
+    at: datetime | None = None  # when it was written (UTC)
 
 
 class ChangeFeed:
@@ -51,28 +54,31 @@ class ChangeFeed:
         """Changes with id > ``after``, oldest first, at most ``batch`` of them."""
         with self.sessions() as s:
             rows = s.execute(
-                select(ChangeLog.id, ChangeLog.op, ChangeLog.person_id)
+                select(ChangeLog.id, ChangeLog.op, ChangeLog.person_id, ChangeLog.at)
                 .where(ChangeLog.id > after)
                 .order_by(ChangeLog.id)
                 .limit(self.batch)
             ).all()
-        return [Change(int(r.id), r.op, r.person_id) for r in rows]
+        return [Change(int(r.id), r.op, r.person_id, r.at) for r in rows]
+
+    def all_since(self, after: int) -> list[Change]:
+        """Every change with id > ``after``, oldest first (read ``batch`` at a time)."""
+        out: list[Change] = []
+        while changes := self.since(out[-1].id if out else after):
+            out += changes
+        return out
 
     def people_since(self, after: int) -> tuple[list[str], int]:
         """Every person changed after ``after`` (each once) and the new position."""
-        people: dict[str, None] = {}
-        position = after
-        while True:
-            changes = self.since(position)
-            if not changes:
-                return list(people), position
-            for c in changes:
-                people[c.person_id] = None
-            position = changes[-1].id
+        changes = self.all_since(after)
+        return list(dict.fromkeys(c.person_id for c in changes)), changes[-1].id if changes else after
 
 
 class Replicator:
-    """A background thread applying the change log to this replica's galleries."""
+    """A background thread applying the change log to this replica's galleries.
+
+    With ``metrics``, each poll records the position reached and, per change applied, the
+    seconds since it was written (``Metrics.replicated``)."""
 
     def __init__(
         self,
@@ -80,11 +86,15 @@ class Replicator:
         apply: Callable[[list[str]], None],
         interval: float,
         position: int,
+        metrics: Metrics | None = None,
     ) -> None:
         self.feed = feed
         self.apply = apply
         self.interval = interval
         self.position = position
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.replicated(position)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -92,11 +102,14 @@ class Replicator:
     def poll_once(self) -> int:
         """Apply what changed since the last poll; returns how many people were refreshed."""
         with self._lock:
-            people, position = self.feed.people_since(self.position)
+            changes = self.feed.all_since(self.position)
+            people = list(dict.fromkeys(c.person_id for c in changes))
             if people:
                 self.apply(people)
-                log.debug("replication: %d people refreshed up to change %d", len(people), position)
-            self.position = position
+                self.position = changes[-1].id
+                log.debug("replication: %d people refreshed up to change %d", len(people), self.position)
+            if self.metrics is not None:
+                self.metrics.replicated(self.position, (c.at for c in changes))
             return len(people)
 
     def _run(self) -> None:
@@ -105,6 +118,8 @@ class Replicator:
                 self.poll_once()
             except Exception:  # a database hiccup: try again at the next tick
                 log.warning("replication poll failed", exc_info=True)
+                if self.metrics is not None:
+                    self.metrics.replication_failures.inc()
 
     def start(self) -> None:
         if self.interval <= 0 or self._thread is not None:

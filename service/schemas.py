@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 
 from service.auth import SCOPES
 from service.model_card import MeasuredThreshold, ModelCard, OrgCalibration
@@ -30,6 +40,14 @@ def _not_a_boolean(value: Any) -> Any:
 
 NotBool = BeforeValidator(_not_a_boolean)
 
+FACE_INDEX = Field(
+    None,
+    ge=0,
+    le=99,
+    description="use this face: an index into the photo's faces as the response lists them (largest box "
+    "first, ties broken by position: left edge, then top edge); default: the largest face",
+)
+
 
 # ---- request options (the same fields arrive as multipart form fields or as JSON) ----
 
@@ -49,6 +67,7 @@ class EnrollOptions(_Strict):
         False, description="enrol even when the face matches someone already enrolled (1:N threshold)"
     )
     replace: bool = False
+    face_index: Annotated[int | None, NotBool] = FACE_INDEX
 
 
 class VerifyOptions(_Strict):
@@ -56,11 +75,27 @@ class VerifyOptions(_Strict):
     threshold: Annotated[float | None, NotBool] = Field(
         None, gt=0, lt=1, description="score threshold overriding the default"
     )
+    face_index: Annotated[int | None, NotBool] = FACE_INDEX
 
 
 class IdentifyOptions(_Strict):
     top_k: Annotated[int | None, NotBool] = Field(None, ge=1, le=100)
     face_selection: FaceSelection = FaceSelection.largest
+    face_index: Annotated[int | None, NotBool] = Field(
+        None,
+        ge=0,
+        le=99,
+        description="identify this face only (an index into the response's faces, largest box first, ties "
+        "by position); overrides face_selection",
+    )
+
+
+class CompareOptions(_Strict):
+    threshold: Annotated[float | None, NotBool] = Field(
+        None, gt=0, lt=1, description="score threshold overriding /verify's (only an admin key may lower it)"
+    )
+    face_index_a: Annotated[int | None, NotBool] = FACE_INDEX
+    face_index_b: Annotated[int | None, NotBool] = FACE_INDEX
 
 
 class ImageJSON(_Strict):
@@ -71,12 +106,34 @@ class EnrollJSON(ImageJSON, EnrollOptions):
     pass
 
 
-class VerifyJSON(ImageJSON, VerifyOptions):
+def _frame(n: int) -> Any:
+    return Field(
+        None, min_length=1, description=f"frame {n} of a burst, base64 (optional; image_base64 is frame 1)"
+    )
+
+
+class BurstJSON(ImageJSON):
+    """A burst: frames 2 to 5 of one moment beside ``image_base64``; the best-quality face decides."""
+
+    image_2_base64: str | SkipJsonSchema[None] = _frame(2)
+    image_3_base64: str | SkipJsonSchema[None] = _frame(3)
+    image_4_base64: str | SkipJsonSchema[None] = _frame(4)
+    image_5_base64: str | SkipJsonSchema[None] = _frame(5)
+
+
+class VerifyJSON(BurstJSON, VerifyOptions):
     pass
 
 
-class IdentifyJSON(ImageJSON, IdentifyOptions):
+class IdentifyJSON(BurstJSON, IdentifyOptions):
     pass
+
+
+class CompareJSON(CompareOptions):
+    image_a_base64: str = Field(
+        min_length=1, description="the first photo, base64 (a data: URL prefix is accepted)"
+    )
+    image_b_base64: str = Field(min_length=1, description="the second photo, base64")
 
 
 # ---- responses ----
@@ -109,6 +166,73 @@ class PersonOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     model_versions: list[str] = []
+    status: Literal["active", "suspended"] = "active"
+    suspended_at: datetime | None = None
+    expires_at: datetime | None = Field(None, description="from then on the person is not matched")
+    matchable: bool = Field(
+        True, description="active and not expired: /verify and /identify may match the person now"
+    )
+
+
+def _aware(value: Any) -> Any:
+    """A time in UTC; one without a zone is UTC already. A time that leaves the calendar once in
+    UTC (year 1 east of Greenwich, year 9999 west of it) becomes its first or last moment."""
+    if isinstance(value, datetime):
+        value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        try:
+            return value.astimezone(timezone.utc)
+        except OverflowError:
+            return (datetime.min if value.year == 1 else datetime.max).replace(tzinfo=timezone.utc)
+    return value
+
+
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:?\d{2})?")
+
+
+def _iso_text(value: Any) -> Any:
+    """ISO 8601 date and time text only: pydantic would also read ``0.5`` as a Unix time."""
+    if not isinstance(value, str) or not _ISO_TIME.fullmatch(value.strip()):
+        raise ValueError("an ISO 8601 date and time is expected, e.g. 2026-12-31T18:00:00Z")
+    return value
+
+
+UtcTime = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_aware)]
+
+
+class PersonUpdate(_Strict):
+    """``PATCH /people/{id}``: the fields sent are changed, the others kept."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    status: Literal["active", "suspended"] | SkipJsonSchema[None] = Field(
+        None, description="suspended: never matched, verified or counted as a duplicate; active: again"
+    )
+    expires_at: UtcTime | None = Field(
+        None,
+        description="ISO 8601; from then on the person is treated as suspended (a zone-less time is UTC); "
+        "null clears it",
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> PersonUpdate:
+        if not self.model_fields_set & {"status", "expires_at"}:
+            raise ValueError("send status and/or expires_at")
+        if "status" in self.model_fields_set and self.status is None:
+            raise ValueError("status must be active or suspended")
+        return self
+
+
+FACES_FOUND = Field(description="how many faces the photo holds")
+FACES = Field(
+    description="every face found, largest box first, ties broken by position (left edge, then top edge): "
+    "the order face_index counts in"
+)
+USED_INDEX = Field(description="the face used: its index in faces (face is faces[face_index])")
+FRAMES = Field(description="how many photos (frames of a burst) were sent: 1 to 5")
+FRAME = Field(
+    description="the frame that decided (1: image, 2: image_2, ...): the one whose largest face has the best "
+    "quality; faces, faces_found and face_index are that frame's"
+)
 
 
 class EnrollOut(BaseModel):
@@ -117,6 +241,9 @@ class EnrollOut(BaseModel):
     quality: QualityOut
     model_version: str
     replaced: bool
+    faces_found: int = FACES_FOUND
+    face_index: int = USED_INDEX
+    faces: list[FaceOut] = FACES
 
 
 class VerifyOut(BaseModel):
@@ -127,6 +254,29 @@ class VerifyOut(BaseModel):
     model_version: str
     face: FaceOut
     threshold_basis: str
+    faces_found: int = FACES_FOUND
+    face_index: int = USED_INDEX
+    faces: list[FaceOut] = FACES
+    frames: int = FRAMES
+    frame: int = FRAME
+
+
+class ComparedPhotoOut(BaseModel):
+    face: FaceOut = Field(description="the face compared (faces[face_index])")
+    faces_found: int = FACES_FOUND
+    face_index: int = USED_INDEX
+    faces: list[FaceOut] = FACES
+
+
+class CompareOut(BaseModel):
+    match: bool = Field(description="score >= threshold: the two faces are the same person")
+    score: float
+    similarity: float
+    threshold: float
+    threshold_basis: str
+    model_version: str
+    a: ComparedPhotoOut
+    b: ComparedPhotoOut
 
 
 class CandidateOut(BaseModel):
@@ -137,15 +287,22 @@ class CandidateOut(BaseModel):
 
 
 class IdentifyFaceOut(BaseModel):
-    result: str = Field(description="match, unknown or ambiguous")
+    result: str = Field(
+        description="match, unknown or ambiguous; not_checked for a face that face_selection or face_index "
+        "left out (person null, candidates empty)"
+    )
     person: CandidateOut | None
     score: float | None
     candidates: list[CandidateOut]
     face: FaceOut
+    face_index: int = Field(description="the face's index in faces (largest box first, ties by position)")
 
 
 class IdentifyOut(BaseModel):
-    result: str = Field(description="the largest face's result: match, unknown or ambiguous")
+    result: str = Field(
+        description="the result for faces[face_index] (the largest face unless face_index chose another): "
+        "match, unknown or ambiguous"
+    )
     person: CandidateOut | None
     score: float | None
     threshold: float
@@ -155,7 +312,14 @@ class IdentifyOut(BaseModel):
     model_version: str
     candidates: list[CandidateOut]
     face: FaceOut
-    faces: list[IdentifyFaceOut]
+    faces: list[IdentifyFaceOut] = Field(
+        description="every face found, largest box first, ties broken by position (left edge, then top "
+        "edge): the order face_index counts in; faces not identified are not_checked"
+    )
+    faces_found: int = FACES_FOUND
+    face_index: int = Field(description="the face the top-level result is about: its index in faces")
+    frames: int = FRAMES
+    frame: int = FRAME
 
 
 class PeoplePage(BaseModel):
@@ -201,6 +365,7 @@ class KeyCreate(_Strict):
 
 
 class WhoAmI(BaseModel):
+    id: int = Field(description="the key's id, as GET /keys lists it (a key cannot revoke itself)")
     name: str
     scopes: list[str]
 
@@ -285,6 +450,9 @@ class ExportedPerson(BaseModel):
     name: str
     created_at: datetime
     updated_at: datetime
+    status: Literal["active", "suspended"] = "active"
+    suspended_at: datetime | None = None
+    expires_at: datetime | None = None
 
 
 class ExportedCrop(BaseModel):
@@ -328,3 +496,26 @@ class PersonExport(BaseModel):
     embeddings: list[ExportedEmbedding]
     audit: list[ExportedAudit]
     changes: list[ExportedChange]
+
+
+class AuditRow(BaseModel):
+    """One access-log row: who (the key) did what to whom, when, with which result; no face."""
+
+    id: int
+    at: datetime
+    action: str
+    key_id: int | None = Field(
+        description="the API key's id; null for the command line and the service itself"
+    )
+    key_name: str
+    person_id: str | None
+    result: str = Field(description="ok, match, no_match, unknown, ambiguous, suspended, expired, ...")
+    score: float | None
+    model_version: str | None
+    detail: dict[str, Any]
+
+
+class AuditPage(BaseModel):
+    items: list[AuditRow] = Field(description="newest first")
+    next_cursor: int | None = Field(description="pass as cursor for the next (older) page; null: no more")
+    limit: int

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from limits import parse_many
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.auth import MIN_CHOSEN_KEY_LEN
+from service.gallery.cipher import parse_keys
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS_DIR = REPO_ROOT / "models"
@@ -27,6 +30,11 @@ class Settings(BaseSettings):
         "", description="SQLAlchemy URL of the gallery (default: the SQLite file facegate.db in data_dir)"
     )
     data_dir: Path = Field(Path("./var"), description="Folder for the SQLite file and other local state")
+    encryption_keys: SecretStr | None = Field(
+        None,
+        description="Keys sealing reference crops and embeddings at rest (AES-256-GCM): id:base64key "
+        "entries, comma-separated, newest first; new rows use the first (unset: stored in clear)",
+    )
 
     # models
     models_dir: Path = Field(DEFAULT_MODELS_DIR, description="Folder holding mtcnn/ and the embedding models")
@@ -100,9 +108,65 @@ class Settings(BaseSettings):
         256 * 1024 * 1024, gt=0, description="Largest total uncompressed size of a /admin/calibrate zip"
     )
 
+    # rate limits (service/api/rate_limit.py; README "Rate limits" says why these numbers):
+    # each a list "N/second;M/minute;...", empty for no limit
+    rate_limit_verify: str = Field(
+        "10/second;200/minute;3000/hour;20000/day",
+        description="Requests per non-admin key except POST /enroll (/verify and /identify counted together)",
+    )
+    rate_limit_enroll: str = Field(
+        "5/second;120/minute;2000/hour", description="POST /enroll requests per non-admin key"
+    )
+    rate_limit_admin: str = Field(
+        "", description="Requests per admin key (default none: the key can export every template anyway)"
+    )
+    rate_limit_address: str = Field(
+        "30/second;600/minute", description="Requests without a valid key, per client address"
+    )
+    rate_limit_storage: str = Field(
+        "memory://",
+        description="Where requests are counted: memory:// (this process) or redis://host:port/db "
+        "(rediss://, redis+unix://), shared by every replica",
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated addresses or networks of reverse proxies whose X-Forwarded-For "
+        "names the client (empty: the header is ignored)",
+    )
+
+    @field_validator("rate_limit_verify", "rate_limit_enroll", "rate_limit_admin", "rate_limit_address")
+    @classmethod
+    def _rate_limit_parses(cls, value: str) -> str:
+        if value.strip():
+            parse_many(value)  # ValueError names the text it could not parse
+        return value
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _rate_limit_storage_scheme(cls, value: str) -> str:
+        scheme, sep, _ = value.partition("://")
+        if not sep or scheme not in ("memory", "redis", "rediss", "redis+unix"):
+            raise ValueError(f"must be memory:// or a redis://, rediss://, redis+unix:// URL, got {value!r}")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies_parse(cls, value: str) -> str:
+        for entry in filter(None, (p.strip() for p in value.split(","))):
+            ipaddress.ip_network(entry, strict=False)  # ValueError names the entry
+        return value
+
     # replicas
     sync_interval: float = Field(
         0.5, ge=0, description="Seconds between reads of the change log written by other replicas (0: off)"
+    )
+
+    # the access log (service/audit_retention.py)
+    audit_retention_days: int = Field(
+        0, ge=0, le=36500, description="Days audit rows are kept before the automatic purge (0: forever)"
+    )
+    audit_purge_interval: float = Field(
+        3600.0, gt=0, description="Seconds between automatic purges of audit rows past the retention"
     )
 
     # auth
@@ -116,6 +180,13 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address `facegate serve` binds")
     port: int = Field(8000, description="Port `facegate serve` binds")
     log_level: str = Field("info", description="Logging level")
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _encryption_keys_parse(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_keys(value.get_secret_value())  # a malformed key stops the start, naming the entry
+        return value
 
     @model_validator(mode="after")
     def _sqlite_in_data_dir(self) -> Settings:

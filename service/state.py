@@ -11,7 +11,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
 from service.auth import KeyStore
+from service.gallery.cipher import TemplateCipher
 from service.gallery.db import make_engine, migrate, session_factory
+from service.gallery.encryption import check_keys
 from service.lifecycle import ModelLifecycle
 from service.metrics import Metrics
 from service.pipeline.detect import FaceDetector
@@ -81,7 +83,8 @@ def build_state(settings: Settings, metrics: Metrics) -> AppState:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url)
     migrate(engine)
-    sessions = session_factory(engine)
+    sessions = session_factory(engine, TemplateCipher.from_setting(settings.encryption_keys))
+    check_keys(sessions)  # templates sealed with a key that is not configured (or is wrong): no start
     keys = KeyStore(sessions)
     created = ensure_keys(keys, settings)
     if created:
@@ -97,6 +100,6 @@ def build_state(settings: Settings, metrics: Metrics) -> AppState:
     position = feed.position()  # before loading: later changes are replayed (refresh is idempotent)
     lifecycle = ModelLifecycle(settings, metrics, sessions, detector, providers, feed)
     lifecycle.start()
-    replicator = Replicator(feed, lifecycle.apply_changes, settings.sync_interval, position)
+    replicator = Replicator(feed, lifecycle.apply_changes, settings.sync_interval, position, metrics)
     replicator.start()
     return AppState(settings, metrics, engine, sessions, keys, lifecycle, replicator)

@@ -46,6 +46,8 @@ _WHEN = {
     415: "not a JPEG, PNG or WebP photo (unsupported_image)",
     422: "a field is missing or malformed (validation_error, invalid_request) or the input cannot be "
     "used (corrupt_image, no_face, ...)",
+    429: "over a rate limit of the key or of the client address (rate_limited, with Retry-After and "
+    "the limit)",
     503: "the service is not ready (not_ready), or too many photo requests are waiting (busy, with "
     "Retry-After)",
 }
@@ -55,10 +57,11 @@ _REF = {"$ref": "#/components/schemas/Problem"}
 def problem_responses(*statuses: int, **when: str) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses=`` for the problem+json errors an operation returns.
 
-    ``when`` overrides a status's description, keyed ``s409="..."``.
+    ``when`` overrides a status's description, keyed ``s409="..."``. Every such operation is
+    rate-limited (service/api/rate_limit.py), so 429 is always among them.
     """
     out: dict[int | str, dict[str, Any]] = {}
-    for status in statuses:
+    for status in dict.fromkeys((*statuses, 429)):
         response: dict[str, Any] = {
             "description": when.get(f"s{status}", _WHEN[status]),
             "content": {PROBLEM_JSON: {"schema": _REF}},
@@ -66,6 +69,10 @@ def problem_responses(*statuses: int, **when: str) -> dict[int | str, dict[str, 
         if status == 401:
             response["headers"] = {
                 "WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}
+            }
+        if status == 429:
+            response["headers"] = {
+                "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}
             }
         out[status] = response
     return out

@@ -16,7 +16,8 @@ the key of a photo route before its body is read; a keyed GET or DELETE is authe
 with the same ``deps.authenticate``, and the route reuses that record. A refused request is
 answered before its body is read (and then with ``Connection: close``, as ``auth_first`` does), so
 it never reaches the body limit or the admission queue. ``/healthz`` is never limited: a liveness
-probe refused would have the orchestrator restart a healthy process.
+probe refused would have the orchestrator restart a healthy process; nor are the console's page
+and files (``/``, ``/static/``), which match no face and which a browser fetches in a burst.
 
 The client address is the connection's peer, or, when that peer is a trusted proxy
 (``trusted_proxies``), the last address in ``X-Forwarded-For`` that is not itself a trusted proxy:
@@ -55,7 +56,8 @@ log = logging.getLogger(__name__)
 
 LIMITS = ("admin", "enroll", "verify", "address")
 ROUTE_LIMITS = {"/enroll": "enroll"}  # a non-admin key's other requests count as "verify"
-EXEMPT_PATHS = frozenset({"/healthz"})
+EXEMPT_PATHS = frozenset({"/healthz", "/"})  # liveness probes; the console's page
+EXEMPT_PREFIXES = ("/static/",)  # the console's scripts, styles and icon: files, no face is matched
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _LOG_EVERY = 60.0  # seconds between two logs of a failing storage
 
@@ -192,10 +194,10 @@ class RateLimitMiddleware:
         return key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") in EXEMPT_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in EXEMPT_PATHS or path.startswith(EXEMPT_PREFIXES):
             await self.app(scope, receive, send)
             return
-        path = scope.get("path", "")
         key = await self._key(scope)
         if key is not None:
             name, per, identifiers = limit_name(key, path), "key", ("key", str(key.id))

@@ -15,12 +15,18 @@ ACTIONS = frozenset(
         "replace",
         "verify",
         "identify",
+        "compare",  # POST /compare: two photos, nobody enrolled; the row is all that is kept
         "delete",
         "export",
         "key_create",
         "key_revoke",
         "model_activate",
         "calibrate",
+        "suspend",  # service.gallery.status: a person is suspended, reactivated or given an expiry
+        "reactivate",
+        "person_update",
+        "people_sync",  # facegate people sync: one summary row beside each person's own
+        "audit_purge",  # service.audit_retention: rows past FACEGATE_AUDIT_RETENTION_DAYS deleted
     }
 )
 # Keys that would smuggle a face into the audit trail; refused anywhere inside ``detail``.

@@ -14,6 +14,8 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.gallery.cipher import INFO_KEY, PLAIN, TemplateCipher
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -74,8 +76,10 @@ def make_engine(url: str) -> Engine:
     )
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def session_factory(engine: Engine, cipher: TemplateCipher | None = None) -> sessionmaker[Session]:
+    """Sessions on ``engine``; ``cipher`` (``service.gallery.cipher``) seals and opens the stored
+    templates of every session made here (none: they are written in clear)."""
+    return sessionmaker(engine, expire_on_commit=False, info={INFO_KEY: cipher or PLAIN})
 
 
 def lock_for_writing(conn: Connection) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from service.errors import AlreadyEnrolled, InvalidRequest, PersonNotFound
-from service.gallery import queries
+from service.gallery import cipher, queries, status
 from service.gallery.db import write_session
 from service.gallery.records import Candidate, PersonRecord
 from service.gallery.tables import CROP_KINDS, AuditEvent, ChangeLog, Embedding, Person, ReferenceCrop, utcnow
@@ -55,6 +55,7 @@ class Gallery:
         self._by_id: dict[int, tuple[str, str]] = {}  # embedding id -> (person_id, name)
         self._by_person: dict[str, int] = {}  # person_id -> embedding id
         self._stale = True  # the index may differ from the database until the next load()
+        self.availability = status.Availability()  # who is suspended or expired: never matched
 
     # ---- loading ----
 
@@ -67,12 +68,17 @@ class Gallery:
         self._stale = True
         with self.session_factory() as s:
             rows = s.execute(
-                select(Embedding.id, Embedding.vector, Person.person_id, Person.name)
+                select(Embedding.id, Embedding.person_pk, Embedding.vector, Person.person_id, Person.name)
                 .join(Person, Person.id == Embedding.person_pk)
                 .where(Embedding.model_version == self.model_version)
                 .order_by(Embedding.id)
             ).all()
-        vectors = [np.frombuffer(r.vector, np.float32) for r in rows]
+            standings = status.read_all(s)
+        opened = cipher.of(s)  # stored sealed when encryption is on; the index holds them in clear
+        vectors = [
+            np.frombuffer(opened.open_vector(r.vector, r.person_pk, self.model_version), np.float32)
+            for r in rows
+        ]
         if any(v.shape != (self.index.dim,) for v in vectors):
             raise ValueError(
                 f"stored embeddings for {self.model_version} do not have {self.index.dim} dimensions"
@@ -81,6 +87,7 @@ class Gallery:
         self.index.rebuild([r.id for r in rows], stacked)
         self._by_id = {r.id: (r.person_id, r.name) for r in rows}
         self._by_person = {r.person_id: r.id for r in rows}
+        self.availability.reset(standings)
         self._stale = False
         log.debug("gallery %s: %d embeddings indexed", self.model_version, len(rows))
         return len(rows)
@@ -147,7 +154,8 @@ class Gallery:
                     s.flush()
                 if person.crop is None:
                     person.crop = ReferenceCrop(person_pk=person.id)
-                person.crop.image_png, person.crop.width, person.crop.height = crop_png, width, height
+                sealed_crop = cipher.of(s).seal_crop(crop_png, person.id)
+                person.crop.image_png, person.crop.width, person.crop.height = sealed_crop, width, height
                 person.crop.meta, person.crop.photo_sha256, person.crop.created_at = (
                     face_meta,
                     photo_sha256,
@@ -157,7 +165,7 @@ class Gallery:
                 emb = Embedding(
                     person_pk=person.id,
                     model_version=self.model_version,
-                    vector=vector.tobytes(),
+                    vector=cipher.of(s).seal_vector(vector.tobytes(), person.id, self.model_version),
                     created_at=now,
                 )
                 s.add(emb)
@@ -172,6 +180,8 @@ class Gallery:
                 record = queries.to_record(person, replaced=replaced)
                 self._commit(s)
             self._update_index(old_ids, (emb.id, vector), pid, name)
+            if not replaced:  # a new person is active; a replaced one keeps their status
+                self.availability.update(pid, None)
         log.debug("enrolled %s (replaced: %s)", pid, record.replaced)
         return record
 
@@ -194,7 +204,22 @@ class Gallery:
                     s.add(audit)
                 self._commit(s)
             self._update_index(ids, None, person_id, None)
+            self.availability.update(person_id, None)
         log.debug("deleted %s", person_id)
+
+    def set_status(
+        self, person_id: str, change: status.StatusChange, audit: AuditEvent | None = None
+    ) -> PersonRecord:
+        """Suspend, reactivate or set the expiry of a person (``service.gallery.status``), with a
+        change-log row and ``audit`` in the same transaction. The index keeps the embedding: a
+        person who is not matchable is skipped at search time, so reactivation is immediate."""
+        with self._write:
+            self._reload_if_stale()
+            with write_session(self.session_factory) as s:
+                record, standing = status.apply(s, person_id, change, audit)
+                self._commit(s)
+            self.availability.update(person_id, standing)
+        return record
 
     def _embedding_ids(self, s: Session, person_pk: int) -> list[int]:
         return list(
@@ -279,7 +304,9 @@ class Gallery:
 
     def search(self, vector: np.ndarray, k: int) -> list[Candidate]:
         """Up to ``k`` people, best first, one entry per person."""
-        sims, ids = self.index.search(np.asarray(vector, np.float32).reshape(1, -1), k)
+        blocked = self.availability.blocked()
+        exclude = [e for e in map(self._by_person.get, blocked) if e is not None]
+        sims, ids = self.index.search(np.asarray(vector, np.float32).reshape(1, -1), k, exclude)
         out: list[Candidate] = []
         seen: set[str] = set()
         for sim, i in zip(sims[0].tolist(), ids[0].tolist()):
@@ -290,8 +317,10 @@ class Gallery:
         return out
 
     def size(self) -> int:
-        """People with an embedding for this model version."""
-        return len(self._by_person)
+        """People with an embedding for this model version who may be matched now (not suspended,
+        not expired): the N of the 1:N threshold."""
+        blocked = self.availability.blocked()
+        return len(self._by_person) - sum(1 for p in blocked if p in self._by_person)
 
     @property
     def stale(self) -> bool:

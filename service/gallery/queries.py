@@ -10,6 +10,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from service.errors import InvalidRequest, PersonNotFound
+from service.gallery import cipher, search
 from service.gallery.records import PersonRecord
 from service.gallery.tables import AuditEvent, ChangeLog, Embedding, Person, ReferenceCrop, as_utc
 
@@ -44,6 +45,9 @@ def to_record(p: Person, replaced: bool = False) -> PersonRecord:
         model_versions=tuple(sorted({e.model_version for e in p.embeddings})),
         crop_size=None if p.crop is None else (p.crop.width, p.crop.height),
         replaced=replaced,
+        status=p.status or "active",
+        suspended_at=None if p.suspended_at is None else as_utc(p.suspended_at),
+        expires_at=None if p.expires_at is None else as_utc(p.expires_at),
     )
 
 
@@ -56,18 +60,19 @@ def get_record(s: Session, person_id: str) -> PersonRecord:
 
 def list_records(s: Session, offset: int, limit: int, query: str | None) -> tuple[list[PersonRecord], int]:
     """A page ordered by (created_at, person_id) and the total count; ``query`` matches a
-    substring of the name or person_id, ignoring case (``%`` and ``_`` are literal)."""
+    substring of the name or person_id, ignoring case and accents (``search.fold``: "chavez" finds
+    "Hugo Chávez"; ``%`` and ``_`` are literal)."""
     if offset < 0 or limit < 0:
         raise ValueError(f"offset and limit must be non-negative, got {offset}, {limit}")
     if query and "\x00" in query:
         raise InvalidRequest("the search text must not contain NUL characters", field="q")
     stmt = select(Person)
     if query:
-        q = query.lower()
+        q = search.fold(query)
         stmt = stmt.where(
             or_(
-                func.lower(Person.name).contains(q, autoescape=True),
-                func.lower(Person.person_id).contains(q, autoescape=True),
+                search.folded(s, Person.name).contains(q, autoescape=True),
+                search.folded(s, Person.person_id).contains(q, autoescape=True),
             )
         )
     total = s.scalar(select(func.count()).select_from(stmt.subquery())) or 0
@@ -78,14 +83,14 @@ def list_records(s: Session, offset: int, limit: int, query: str | None) -> tupl
 
 
 def crop_png(s: Session, person_id: str) -> bytes:
-    png = s.scalar(
-        select(ReferenceCrop.image_png)
+    row = s.execute(
+        select(ReferenceCrop.person_pk, ReferenceCrop.image_png)
         .join(Person, Person.id == ReferenceCrop.person_pk)
         .where(Person.person_id == lookup_id(person_id))
-    )
-    if png is None:
+    ).first()
+    if row is None:
         raise not_found(person_id)
-    return png
+    return cipher.of(s).open_crop(row.image_png, row.person_pk)
 
 
 def _iso(t) -> str | None:
@@ -105,6 +110,7 @@ def export_person(s: Session, person_id: str) -> dict[str, Any]:
     if p is None:
         raise not_found(person_id)
     crop = p.crop
+    opened = cipher.of(s)
     audit = s.scalars(select(AuditEvent).where(AuditEvent.person_id == person_id).order_by(AuditEvent.id))
     changes = s.scalars(select(ChangeLog).where(ChangeLog.person_id == person_id).order_by(ChangeLog.id))
     return {
@@ -113,11 +119,14 @@ def export_person(s: Session, person_id: str) -> dict[str, Any]:
             "name": p.name,
             "created_at": _iso(p.created_at),
             "updated_at": _iso(p.updated_at),
+            "status": p.status,
+            "suspended_at": _iso(p.suspended_at),
+            "expires_at": _iso(p.expires_at),
         },
         "reference_crop": None
         if crop is None
         else {
-            "png_base64": base64.b64encode(crop.image_png).decode(),
+            "png_base64": base64.b64encode(opened.open_crop(crop.image_png, p.id)).decode(),
             "width": crop.width,
             "height": crop.height,
             "kind": crop.kind,
@@ -129,7 +138,9 @@ def export_person(s: Session, person_id: str) -> dict[str, Any]:
             {
                 "id": e.id,
                 "model_version": e.model_version,
-                "vector": np.frombuffer(e.vector, np.float32).tolist(),
+                "vector": np.frombuffer(
+                    opened.open_vector(e.vector, p.id, e.model_version), np.float32
+                ).tolist(),
                 "created_at": _iso(e.created_at),
             }
             for e in sorted(p.embeddings, key=lambda e: e.id)

@@ -21,6 +21,9 @@ class PersonRecord:
     model_versions: tuple[str, ...]
     crop_size: tuple[int, int] | None  # (width, height) of the aligned reference crop
     replaced: bool = False
+    status: str = "active"  # or "suspended" (service.gallery.status)
+    suspended_at: datetime | None = None
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)

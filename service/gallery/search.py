@@ -15,7 +15,7 @@ import functools
 import unicodedata
 
 from sqlalchemy import ColumnElement, func
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 SQLITE_FUNCTION = "facegate_fold"
 
@@ -36,10 +36,8 @@ _SPELLED = {
 _BLOCKS = ((0x41, 0x5A), (0xC0, 0x24F), (0x370, 0x3FF), (0x400, 0x52F), (0x1E00, 0x1EFF))
 
 
-def fold(text: str | None) -> str | None:
-    """The search key of ``text``: no accents, no case (None stays None, for SQL NULL)."""
-    if text is None:
-        return None
+def fold(text: str) -> str:
+    """The search key of ``text``: no accents, no case."""
     decomposed = unicodedata.normalize("NFKD", text)
     plain = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
     return "".join(_SPELLED.get(c, c) for c in plain)
@@ -68,14 +66,20 @@ def _pg_tables() -> tuple[str, str, tuple[tuple[str, str], ...]]:
     return "".join(src) + "".join(marks), "".join(dst), tuple(pairs)
 
 
-def folded(s: Session, column: ColumnElement[str]) -> ColumnElement[str]:
+def _fold_sql(text: str | None) -> str | None:
+    """``fold`` as SQLite calls it: NULL stays NULL."""
+    return None if text is None else fold(text)
+
+
+def folded(s: Session, column: ColumnElement[str] | InstrumentedAttribute[str]) -> ColumnElement[str]:
     """``column`` folded by the database of ``s`` as ``fold`` folds in Python."""
     if s.get_bind().dialect.name == "sqlite":
         raw = s.connection().connection.dbapi_connection
-        raw.create_function(SQLITE_FUNCTION, 1, fold, deterministic=True)  # per connection, idempotent
+        assert raw is not None  # a live connection of this session
+        raw.create_function(SQLITE_FUNCTION, 1, _fold_sql, deterministic=True)  # per connection, idempotent
         return getattr(func, SQLITE_FUNCTION)(column)
     src, dst, pairs = _pg_tables()
-    expr: ColumnElement[str] = column
+    expr: ColumnElement[str] = column.expression if isinstance(column, InstrumentedAttribute) else column
     for c, key in pairs:
         expr = func.replace(expr, c, key)
     return func.translate(expr, src, dst)

@@ -33,8 +33,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.crop_embed import StoredCrop, canvas_alignment_meta
+from service.gallery import cipher, status
 from service.gallery.db import write_session
 from service.gallery.gallery import Gallery
+from service.gallery.records import PersonRecord
 from service.gallery.tables import AuditEvent, Embedding, Person, ReferenceCrop, as_utc
 from service.index import FaceIndex
 
@@ -77,16 +79,18 @@ def person_states(s: Session, version: str, person_ids: list[str]) -> dict[str, 
         select(Person.id, Person.person_id, Person.name).where(Person.person_id.in_(person_ids))
     ).all()
     pks = [p.id for p in people]
+    opened = cipher.of(s)
     embeddings: dict[int, tuple[int, np.ndarray]] = {}
     for row in s.execute(
         select(Embedding.id, Embedding.person_pk, Embedding.vector)
         .where(Embedding.person_pk.in_(pks), Embedding.model_version == version)
         .order_by(Embedding.id.desc())
     ):
-        embeddings[row.person_pk] = (int(row.id), np.frombuffer(row.vector, np.float32).copy())
+        raw = opened.open_vector(row.vector, row.person_pk, version)
+        embeddings[row.person_pk] = (int(row.id), np.frombuffer(raw, np.float32).copy())
     crops: dict[int, tuple[StoredCrop, CropKey]] = {
         row.person_pk: (
-            StoredCrop(row.image_png, dict(row.meta or {}), row.kind),
+            StoredCrop(opened.open_crop(row.image_png, row.person_pk), dict(row.meta or {}), row.kind),
             CropKey.of(row.photo_sha256, row.created_at),
         )
         for row in s.execute(
@@ -160,6 +164,13 @@ class SyncedGallery(Gallery):
         super().delete(person_id, audit)
         self._notify(person_id)
 
+    def set_status(
+        self, person_id: str, change: status.StatusChange, audit: AuditEvent | None = None
+    ) -> PersonRecord:
+        record = super().set_status(person_id, change, audit)
+        self._notify(person_id)
+        return record
+
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
@@ -200,6 +211,8 @@ class SyncedGallery(Gallery):
                 )
             for pid in pids:
                 self._reconcile(pid, states.get(pid))
+            with self.session_factory() as s:  # suspension and expiry (service.gallery.status)
+                self.availability.update_many(pids, status.read(s, pids))
         return stored
 
     def _embed(self, states: list[PersonState]) -> list[np.ndarray | None]:
@@ -278,8 +291,9 @@ class SyncedGallery(Gallery):
                     stale += 1
                     continue
                 todo.append((pk, vector))
+            sealer = cipher.of(s)
             for pk, vector in todo:
-                vec = np.asarray(vector, np.float32).tobytes()
+                vec = sealer.seal_vector(np.asarray(vector, np.float32).tobytes(), pk, self.model_version)
                 s.add(Embedding(person_pk=pk, model_version=self.model_version, vector=vec))
             s.commit()
             return len(todo), stale

@@ -42,15 +42,27 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+PERSON_STATUSES = ("active", "suspended")
+
+
 class Person(Base):
+    """An enrolled person. A ``suspended`` person, or one past ``expires_at``, is kept but never
+    matched (``service.gallery.status``)."""
+
     __tablename__ = "people"
-    __table_args__ = (Index("ix_people_created_at", "created_at", "person_id"),)
+    __table_args__ = (
+        Index("ix_people_created_at", "created_at", "person_id"),
+        CheckConstraint("status IN ('active', 'suspended')", name="status"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     person_id: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="active", server_default="active")
+    suspended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     crop: Mapped[ReferenceCrop | None] = relationship(
         back_populates="person", cascade="all, delete-orphan", passive_deletes=True, uselist=False

@@ -122,7 +122,7 @@ def test_keyed_operations_declare_the_key_schemes(spec: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "allow"),
     [
-        ("OPTIONS", "/people/E1001", "DELETE, GET"),  # two routes share the path
+        ("OPTIONS", "/people/E1001", "DELETE, GET, PATCH"),  # three routes share the path
         ("TRACE", "/healthz", "GET"),
         ("PUT", "/keys/3", "DELETE"),
         ("GET", "/enroll", "POST"),

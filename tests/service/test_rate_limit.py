@@ -185,3 +185,14 @@ def test_every_limited_operation_declares_429_with_retry_after() -> None:
                 continue
             response = operation["responses"]["429"]
             assert "Retry-After" in response["headers"], f"{method} {path}"
+
+
+def test_the_console_page_and_its_files_are_not_limited(make_client) -> None:
+    """A browser loads the console's page and a dozen files at once, from one address."""
+    client = make_client(rate_limit_address="2/minute")
+    client.headers.pop("Authorization")
+    for _ in range(5):
+        assert client.get("/").status_code == 200
+        assert client.get("/static/app.js").status_code == 200
+    statuses = [client.get("/people").status_code for _ in range(3)]
+    assert statuses[-1] == 429  # an API route from the same address still is

@@ -42,7 +42,6 @@ UNDESCRIBABLE_INPUT = {
 ACCEPTED = ["2xx", "401", "403", "404", "409"]
 
 
-
 def _private_models(root: Path) -> Path:
     models = root / "models"
     shutil.copytree(SHIPPED / "mtcnn", models / "mtcnn")

@@ -22,9 +22,11 @@ import numpy as np
 from sqlalchemy import select
 
 from service.crop_embed import decode_png, realign
+from service.gallery.cipher import TemplateCipher
 from service.gallery.db import make_engine, session_factory
 from service.gallery.tables import Person, ReferenceCrop
 from service.model_card import ModelCard
+from service.settings import Settings
 from training.data.dataset import FaceCache
 from training.data.prepare import MANIFEST_FIELDS, PrepareOptions, build_cache
 from training.data.sources import list_images
@@ -57,18 +59,23 @@ class Crops:
 
 
 def gallery_crops(database_url: str, card: ModelCard) -> Crops:
-    """Every stored reference crop, aligned for ``card``'s model."""
+    """Every stored reference crop, aligned for ``card``'s model (opened with the service's
+    FACEGATE_ENCRYPTION_KEYS when the gallery is encrypted at rest)."""
     engine = make_engine(database_url)
+    keys = TemplateCipher.from_setting(Settings().encryption_keys)
     try:
         with session_factory(engine)() as s:
             rows = s.execute(
-                select(Person.person_id, ReferenceCrop.image_png, ReferenceCrop.meta)
+                select(Person.person_id, ReferenceCrop.person_pk, ReferenceCrop.image_png, ReferenceCrop.meta)
                 .join(ReferenceCrop, ReferenceCrop.person_pk == Person.id)
                 .order_by(Person.id)
             ).all()
     finally:
         engine.dispose()
-    crops = [realign(decode_png(r.image_png), dict(r.meta or {}), card.alignment) for r in rows]
+    crops = [
+        realign(decode_png(keys.open_crop(r.image_png, r.person_pk)), dict(r.meta or {}), card.alignment)
+        for r in rows
+    ]
     w, h = card.alignment.size
     stacked = np.stack(crops) if crops else np.zeros((0, h, w, 3), np.uint8)
     log.info("gallery: %d reference crops", len(rows))

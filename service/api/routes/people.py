@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
-from service.api.deps import AdminCaller, RecognizerDep
+from service.api.deps import AdminCaller, EnrollCaller, RecognizerDep
 from service.api.problems import problem_responses
+from service.api.strict_body import refuse_repeated_json_keys
+from service.gallery.status import StatusChange
 from service.recognition import person_out
-from service.schemas import PERSON_ID_PATTERN, PeoplePage, PersonExport, PersonOut
+from service.schemas import PERSON_ID_PATTERN, PeoplePage, PersonExport, PersonOut, PersonUpdate
 
 router = APIRouter(prefix="/people", tags=["people"])
 
@@ -60,6 +62,31 @@ def export_person(person_id: PersonId, recognizer: RecognizerDep, caller: AdminC
     """Everything stored about the person: record, reference crop, embeddings, audit rows
     (this export's own row included)."""
     return recognizer.export(person_id, caller)
+
+
+@router.patch(
+    "/{person_id}",
+    response_model=PersonOut,
+    responses=problem_responses(
+        400, 401, 403, 404, 408, 413, 422, 503, s404="no such person (person_not_found)"
+    ),
+)
+def update_person(
+    person_id: PersonId,
+    body: PersonUpdate,
+    recognizer: RecognizerDep,
+    caller: EnrollCaller,
+    _: Annotated[None, Depends(refuse_repeated_json_keys)],
+) -> PersonOut:
+    """Suspend or reactivate a person, or set or clear their expiry date (enroll scope). A
+    suspended or expired person keeps every stored row but is never matched: /verify answers 409
+    person_suspended or person_expired, /identify and the duplicate check do not see them."""
+    change = StatusChange(
+        status=body.status,
+        expires_at=body.expires_at,
+        set_expiry="expires_at" in body.model_fields_set,
+    )
+    return person_out(recognizer.set_status(person_id, change, caller))
 
 
 @router.delete("/{person_id}", status_code=204, response_class=Response, responses=ONE_PERSON)

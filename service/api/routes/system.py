@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.api.deps import AdminCaller, AnyCaller, StateDep, get_state
+from service.api.deps import AdminCaller, AnyCaller, StateDep, get_state, require
 from service.api.problems import problem_responses
 from service.errors import NotReady
+from service.gallery.audit import Caller
 from service.schemas import Health, ModelInUse, Readiness, ReadyChecks, WhoAmI
 
 router = APIRouter(tags=["system"])
+
+MetricsCaller = Annotated[Caller, Depends(require("metrics"))]  # a scraper's key, or admin
 
 
 @router.get("/healthz", response_model=Health)
@@ -45,8 +50,8 @@ def readyz(request: Request) -> Readiness:
         **problem_responses(401, 403, 503),
     },
 )
-def metrics(state: StateDep, caller: AdminCaller) -> Response:
-    """Prometheus metrics (text exposition format)."""
+def metrics(state: StateDep, caller: MetricsCaller) -> Response:
+    """Prometheus metrics (text exposition format); a key with the `metrics` or `admin` scope."""
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -61,4 +66,4 @@ def model(state: StateDep, caller: AdminCaller) -> ModelInUse:
 def me(state: StateDep, caller: AnyCaller) -> WhoAmI:
     """The presenting key's name and scopes (for the web console)."""
     key = state.keys.get(caller.key_id)
-    return WhoAmI(name=key.name, scopes=sorted(key.scopes))
+    return WhoAmI(id=key.id, name=key.name, scopes=sorted(key.scopes))
