@@ -25,6 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import numpy as np  # noqa: E402
 
 RESULTS = REPO / "docs/science/results.json"
 ALL_SCHEMES = (
@@ -141,7 +142,48 @@ def run_jobs(experiment: str, jobs: list[tuple], fn, n_workers: int) -> None:
                   f"({rec['train_s']:.0f}+{rec['eval_s']:.0f} s)", flush=True)  # fmt: skip
 
 
+def baseline_A(data_dir: Path, model: str) -> dict:
+    """The frozen embeddings themselves, scored like every run."""
+    from training.evaluation.pairs import read_lfw_pairs
+    from training.science.embeddings import EmbeddingSet
+    from training.science.evaluate import score
+
+    test = EmbeddingSet.load(REPO / f"var/science/{model}-lfw.npz")
+    pairs = read_lfw_pairs(data_dir / "lfw/pairs.txt")
+    return {
+        "model": f"models/{model}",
+        **score(test.embeddings, [str(k) for k in test.keys], test.labels, pairs),
+    }
+
+
+def add_baseline(experiment: str, fn, *args) -> None:
+    doc = load_results()
+    if experiment not in doc.get("baselines", {}):
+        rec = fn(*args)
+        doc = load_results()
+        doc.setdefault("baselines", {})[experiment] = rec
+        save_results(doc)
+
+
+def baseline_B(data_dir: Path) -> dict:
+    """dlib's network unchanged (its own last unit and fc on the cached activations)."""
+    import torch
+
+    from training.evaluation.pairs import read_lfw_pairs
+    from training.science.evaluate import score
+    from training.science.finetune import Head, dlib_network
+
+    test = np.load(REPO / "var/science/dlib-act-lfw.npz")
+    head = Head(dlib_network()).eval()
+    with torch.no_grad():
+        x = torch.from_numpy(test["acts"])
+        emb = torch.cat([head(x[s : s + 1024].float()) for s in range(0, len(x), 1024)]).numpy()
+    pairs = read_lfw_pairs(data_dir / "lfw/pairs.txt")
+    return {"model": "models/dlib", **score(emb, [str(k) for k in test["keys"]], test["labels"], pairs)}
+
+
 def cmd_adapter(a: argparse.Namespace) -> None:
+    add_baseline("A", baseline_A, a.data, a.model)
     budget = {"epochs": a.epochs, "margin_start": a.margin_start, "margin_end": a.margin_end}
     jobs = [(s, seed, str(a.data), a.model, budget) for seed in parse_seeds(a.seeds) for s in a.schemes]
     run_jobs("A", jobs, _adapter_job, a.jobs)
@@ -150,6 +192,7 @@ def cmd_adapter(a: argparse.Namespace) -> None:
 def cmd_finetune(a: argparse.Namespace) -> None:
     from training.science.finetune import FinetuneBudget, finetune_job
 
+    add_baseline("B", baseline_B, a.data)
     budget = asdict(FinetuneBudget(epochs=a.epochs, margin_start=a.margin_start, margin_end=a.margin_end))
     jobs = [(s, seed, str(a.data), budget) for seed in parse_seeds(a.seeds) for s in a.schemes]
     run_jobs("B", jobs, finetune_job, a.jobs)

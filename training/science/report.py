@@ -237,7 +237,9 @@ def write_report(doc: dict, out: Path, readme: Path | None) -> str:
     summary, parts = {}, []
     for experiment in sorted({r["experiment"] for r in runs}):
         groups = by_scheme(runs, experiment)
-        groups = {s: g for s, g in groups.items() if s in ORDER}
+        # only seeds every scheme of the experiment has: each comparison sees the same seeds
+        common = set.intersection(*(set(g) for g in groups.values())) if groups else set()
+        groups = {s: {seed: g[seed] for seed in sorted(common)} for s, g in groups.items() if s in ORDER}
         if not groups:
             continue
         table, cl = scheme_table(groups), claims(groups)

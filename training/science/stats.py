@@ -80,7 +80,8 @@ def detectable_difference(sd_diff: float, n: int, alpha: float, power: float = 0
 
     def gap(delta: float) -> float:
         nc = delta * math.sqrt(n) / sd_diff
-        return stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc) - power
+        got = stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc)
+        return (1.0 if not np.isfinite(got) else float(got)) - power  # far in the tail: power 1
 
     hi = sd_diff
     while gap(hi) < 0:
