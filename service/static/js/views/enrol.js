@@ -1,7 +1,9 @@
 // Enrol: name, optional person id, a photo; the result shows the face box and quality measures.
 import { postPhoto } from "../api.js";
 import { busy, field, h } from "../dom.js";
+import { pickableFaces } from "../facepick.js";
 import { photoWithFaces } from "../overlay.js";
+import { problemView } from "../problem.js";
 import { PhotoInput } from "../photo.js";
 import { badge, qualityTable, resultArea, reveal, showError } from "./common.js";
 
@@ -38,20 +40,24 @@ export function enrolView() {
     }
     if (!photo.photo) return invalid(out, null, "Choose a photo or take one with the webcam.");
     const shot = photo.photo;
-    await busy(submit, "Enrolling…", async () => {
-      try {
-        const res = await postPhoto("/enroll", shot, {
-          name: name.value.trim(),
-          person_id: personId.value.trim(),
-          face_selection: largest.checked ? "largest" : "single",
-          replace: replace.checked,
-          allow_duplicate: duplicate.checked,
-        });
-        await showEnrolled(out, res, shot);
-      } catch (err) {
-        await showError(out, err, shot);
-      }
-    });
+    const fields = {
+      name: name.value.trim(),
+      person_id: personId.value.trim(),
+      face_selection: largest.checked ? "largest" : "single",
+      replace: replace.checked,
+      allow_duplicate: duplicate.checked,
+    };
+    const run = (faceIndex) =>
+      busy(submit, "Enrolling…", async () => {
+        try {
+          const res = await postPhoto("/enroll", shot, { ...fields, face_index: faceIndex });
+          await showEnrolled(out, res, shot);
+        } catch (err) {
+          if (err.code === "multiple_faces" && Array.isArray(err.problem.faces)) await chooseFace(out, err, shot, run);
+          else await showError(out, err, shot);
+        }
+      });
+    await run(undefined);
   });
 
   return {
@@ -64,6 +70,17 @@ export function enrolView() {
 function invalid(out, input, message) {
   out.replaceChildren(h("div", { class: "alert error", role: "alert" }, h("strong", { class: "alert-title" }, message)));
   if (input) input.focus();
+}
+
+/** Several faces: the photo with every face, and a click on one enrols that face. */
+async function chooseFace(out, err, shot, run) {
+  const faces = err.problem.faces;
+  const box = problemView(err);
+  box.querySelector(".alert-detail")?.remove();
+  box.querySelector(".hint")?.remove();
+  box.append(h("p", { class: "hint" }, `The photo holds ${faces.length} faces: click the face to enrol, or use one of the buttons under the photo.`));
+  out.replaceChildren(box, await pickableFaces(shot.blob, faces, { verb: "Enrol", onPick: (i) => run(i) }));
+  reveal(out);
 }
 
 async function showEnrolled(out, res, shot) {
@@ -80,7 +97,11 @@ async function showEnrolled(out, res, shot) {
       ".",
     ),
     h("div", { class: "split" },
-      await photoWithFaces(shot.blob, [{ face: res.face, label: p.name, tone: "ok" }], "The face that was enrolled."),
+      await photoWithFaces(
+        shot.blob,
+        [{ face: res.face, label: p.name, tone: "ok" }],
+        res.faces_found > 1 ? `Face ${res.face_index + 1} of ${res.faces_found} was enrolled.` : "The face that was enrolled.",
+      ),
       h("div", {}, h("h3", {}, "Quality"), qualityTable(res.quality, [["Model", res.model_version]]))),
   );
   reveal(out);

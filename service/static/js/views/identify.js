@@ -15,6 +15,19 @@ function answer(face) {
   return "Unknown: nobody enrolled scores above the threshold";
 }
 
+/** One line for every face: "2 faces: 1 match — Tony Blair, 1 unknown". */
+export function summary(faces) {
+  if (faces.length === 1) return `${answer(faces[0])}.`;
+  const parts = [];
+  const matched = faces.filter((f) => f.result === "match").map((f) => f.person.name);
+  if (matched.length) parts.push(`${matched.length} match${matched.length > 1 ? "es" : ""} — ${matched.join(", ")}`);
+  for (const [result, word] of [["ambiguous", "ambiguous"], ["unknown", "unknown"], ["not_checked", "not checked"]]) {
+    const n = faces.filter((f) => f.result === result).length;
+    if (n) parts.push(`${n} ${word}`);
+  }
+  return `${faces.length} faces: ${parts.join(", ")}.`;
+}
+
 export function identifyView() {
   const photo = new PhotoInput("Photo");
   const [facesField, faces] = field(
@@ -78,6 +91,7 @@ function candidatesTable(candidates, threshold) {
 
 async function showIdentified(out, res, shot) {
   const many = res.faces.length > 1;
+  const overall = res.faces.some((f) => f.result === "match") ? "match" : res.result;
   const label = (f, i) => (many ? `${i + 1}: ` : "") + (f.result === "match" ? f.person.name : f.result.replace("_", " "));
   const boxes = res.faces.map((f, i) => ({ face: f.face, label: label(f, i), tone: TONE[f.result] }));
   const answers = res.faces.map((f, i) =>
@@ -90,8 +104,7 @@ async function showIdentified(out, res, shot) {
     ),
   );
   out.replaceChildren(
-    h("div", { class: `alert ${TONE[res.result]}`, role: "status" }, badge(res.result, TONE[res.result]), " ",
-      many ? `${res.faces.length} faces found; face 1, the largest: ${answer(res.faces[0])}.` : `${answer(res.faces[0])}.`),
+    h("div", { class: `alert ${TONE[overall]}`, role: "status" }, badge(overall.replace("_", " "), TONE[overall]), " ", summary(res.faces)),
     h("div", { class: "split" },
       await photoWithFaces(shot.blob, boxes),
       facts([
