@@ -130,10 +130,13 @@ def test_verify_says_which_face_and_checks_another_on_click(browser, server, peo
         canvas = page.locator("#view .result canvas.photo")
         x1, y1, x2, y2 = faces[1]["box"]
         natural = canvas.evaluate("c => [c.width, c.height]")
+        canvas.scroll_into_view_if_needed()
         shown = canvas.bounding_box()
-        page.mouse.click(
-            shown["x"] + (x1 + x2) / 2 / natural[0] * shown["width"],
-            shown["y"] + (y1 + y2) / 2 / natural[1] * shown["height"],
+        canvas.click(  # at the box's centre, in the canvas's displayed pixels (Playwright scrolls to it)
+            position={
+                "x": (x1 + x2) / 2 / natural[0] * shown["width"],
+                "y": (y1 + y2) / 2 / natural[1] * shown["height"],
+            }
         )
         page.locator('#view .result .alert[data-face-index="1"]').wait_for()
         second = alert_text(page)
