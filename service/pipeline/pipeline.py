@@ -131,7 +131,13 @@ class FacePipeline:
         faces = face_order(self.detect(decoded))
         start = t.add("detect", start)
         if not faces:
-            raise NoFace("no face was found in the photo", width=decoded.width, height=decoded.height)
+            raise NoFace(
+                f"no face was found in the photo (faces under {self.detector.min_face_size} px across are "
+                "not looked for)",
+                width=decoded.width,
+                height=decoded.height,
+                min_face_size=self.detector.min_face_size,
+            )
         if face_index is not None:
             if face_index >= len(faces):
                 raise FaceIndexOutOfRange(

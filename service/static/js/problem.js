@@ -30,6 +30,40 @@ function validationItems(problem) {
   });
 }
 
+/** A byte count as a person reads it: 10485760 -> "10 MB". */
+export function size(bytes) {
+  const n = Number(bytes);
+  if (!Number.isFinite(n)) return String(bytes);
+  if (n >= 1024 * 1024) return `${Number((n / 1024 / 1024).toPrecision(3))} MB`;
+  if (n >= 1024) return `${Number((n / 1024).toPrecision(3))} KB`;
+  return `${n} bytes`;
+}
+
+/**
+ * The problem's detail in the console's words: the service's own detail speaks to API clients
+ * (`set replace=true`, `quality_filter=medium`, byte counts), the console names its own controls.
+ */
+export function plainDetail(p) {
+  if (p.code === "duplicate_face" && p.person_id) {
+    const score = Number(p.score);
+    return `this face is already enrolled as ${p.name || "someone"} (${p.person_id})` + (Number.isFinite(score) ? `, score ${score.toFixed(3)}` : "");
+  }
+  if (p.code === "no_face" && p.min_face_size) {
+    return `no face was found in the photo; faces smaller than ${p.min_face_size} pixels across are not detected`;
+  }
+  if (p.code === "already_enrolled" && p.person_id) return `the person id ${p.person_id} is already enrolled`;
+  if (p.code === "image_too_large" && p.max_bytes) return `the photo is larger than the upload limit of ${size(p.max_bytes)}`;
+  if (p.code === "image_too_large" && p.max_pixels) {
+    return `the photo has ${(p.width * p.height / 1e6).toFixed(1)} million pixels, more than the ${(p.max_pixels / 1e6).toFixed(1)} million allowed`;
+  }
+  // any other clause naming an API parameter (name=value, face_index) is for API clients only
+  const clauses = String(p.detail || "")
+    .replace(/\s*\([a-z_]+=[^)]*\)/g, "")
+    .split(/;\s*/)
+    .filter((c) => !/\b[a-z_]+=\w+|\bface_index\b/.test(c));
+  return clauses.join("; ").replace(/(\d{4,}) bytes/g, (_, n) => size(n));
+}
+
 /** The element showing an error (ApiError or any Error). */
 export function problemView(err) {
   const p = err.problem || { title: "Something went wrong", detail: err.message || String(err) };
@@ -40,10 +74,7 @@ export function problemView(err) {
   if (items.length) {
     box.append(h("ul", { class: "reasons" }, items.map((t) => h("li", {}, t))));
   } else if (p.detail) {
-    box.append(h("p", { class: "alert-detail" }, sentence(p.detail)));
-  }
-  if (p.code === "duplicate_face" && p.person_id) {
-    box.append(h("p", {}, `Already enrolled as ${p.name || "?"} (${p.person_id}), score ${Number(p.score).toFixed(3)}.`));
+    box.append(h("p", { class: "alert-detail" }, sentence(plainDetail(p))));
   }
   const hint = HINTS[p.code];
   if (hint) box.append(h("p", { class: "hint" }, hint));

@@ -8,7 +8,7 @@ export async function showError(out, err, photo) {
   const faces = problemFaces(err);
   const p = err.problem || {};
   const figure = photo && faces.length ? await photoWithFaces(photo.blob, faces) : null;
-  const measures = p.quality ? h("div", {}, h("h3", {}, "Quality"), qualityTable(p.quality)) : null;
+  const measures = p.quality ? h("div", {}, h("h3", {}, "Quality"), qualityTable(p.quality, [], p.reasons || [])) : null;
   out.replaceChildren(problemView(err));
   if (figure || measures) out.append(h("div", { class: "split" }, figure || h("div"), measures || h("div")));
   reveal(out);
@@ -27,11 +27,29 @@ const MEASURES = [
   ["detection_score", "Detector confidence", (v) => num(v, 3)],
 ];
 
-export function qualityTable(quality, extra = []) {
+// which measure each quality reason is about (service/pipeline/quality.py)
+const REASON_MEASURE = {
+  face_too_small: "eye_distance",
+  too_blurred: "sharpness",
+  turned_too_far: "yaw",
+  low_confidence: "detection_score",
+};
+
+/** The measures; those a reason failed are marked (class failing) with the limit they missed. */
+export function qualityTable(quality, extra = [], reasons = []) {
+  const failed = new Map(reasons.map((r) => [REASON_MEASURE[r.reason], r]));
+  const limit = (k, r, show) => (r.limit === undefined ? "" : ` — needs ${k === "yaw" ? "at most" : "at least"} ${show(r.limit).split(" (")[0]}`);
   return h(
     "dl",
     { class: "facts quality" },
-    MEASURES.filter(([k]) => k in quality).map(([k, label, show]) => [h("dt", {}, label), h("dd", {}, show(quality[k]))]),
+    MEASURES.filter(([k]) => k in quality).map(([k, label, show]) => {
+      const r = failed.get(k);
+      if (!r) return [h("dt", {}, label), h("dd", {}, show(quality[k]))];
+      return [
+        h("dt", { class: "failing" }, label),
+        h("dd", { class: "failing" }, show(quality[k]), h("strong", {}, limit(k, r, show))),
+      ];
+    }),
     extra.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]),
   );
 }
