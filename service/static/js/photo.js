@@ -16,6 +16,20 @@ function cameraMessage(err) {
   }
 }
 
+// Every PhotoInput on the page: a pasted photo goes to the one holding the focus, else to the
+// first one shown without a photo, else to the first one shown.
+const inputs = new Set();
+document.addEventListener("paste", (ev) => {
+  const items = [...(ev.clipboardData ? ev.clipboardData.files : [])].filter((f) => f.type.startsWith("image/"));
+  if (!items.length) return;
+  const shown = [...inputs].filter((i) => i.el.isConnected && i.el.offsetParent !== null);
+  const target =
+    shown.find((i) => i.el.contains(document.activeElement)) || shown.find((i) => !i.photo) || shown[0];
+  if (!target) return;
+  ev.preventDefault();
+  target.take(items[0], "pasted");
+});
+
 export class PhotoInput {
   /** `onChange(photo|null)` runs whenever a photo is chosen, captured or cleared. */
   constructor(label, onChange = () => {}) {
@@ -30,9 +44,13 @@ export class PhotoInput {
     this.camButton = h("button", { type: "button", class: "secondary", onclick: () => this.startCamera() }, "Use the webcam");
     this.video = h("video", { class: "camera", autoplay: true, playsinline: true, muted: true });
     this.video.muted = true;
+    // the preview is mirrored (people expect a mirror); the photo taken is not
+    const guide = h("div", { class: "face-guide", "aria-hidden": "true" });
+    const stage = h("div", { class: "camera-stage" }, this.video, guide,
+      h("p", { class: "guide-hint" }, "Put your face inside the oval, look at the camera"));
     this.snap = h("button", { type: "button", onclick: () => this.capture() }, "Take the photo");
     this.cancel = h("button", { type: "button", class: "secondary", onclick: () => this.stopCamera() }, "Cancel");
-    this.cameraBox = h("div", { class: "camera-box", hidden: true }, this.video, h("div", { class: "row" }, this.snap, this.cancel));
+    this.cameraBox = h("div", { class: "camera-box", hidden: true }, stage, h("div", { class: "row" }, this.snap, this.cancel));
     this.img = h("img", { class: "preview", alt: "the chosen photo" });
     this.info = h("small", { class: "hint" });
     this.retake = h("button", { type: "button", class: "secondary", hidden: true, onclick: () => this.startCamera() }, "Retake");
@@ -42,11 +60,39 @@ export class PhotoInput {
       "fieldset",
       { class: "photo-input" },
       h("legend", {}, label),
-      h("div", { class: "row" }, fileLabel, this.camButton),
+      h("div", { class: "row" }, fileLabel, this.camButton, h("small", { class: "hint drop-hint" }, "or drop a photo here, or paste one")),
       this.message,
       this.cameraBox,
       this.previewBox,
     );
+    this.el.addEventListener("dragover", (ev) => {
+      if (![...ev.dataTransfer.types].includes("Files")) return;
+      ev.preventDefault();
+      ev.dataTransfer.dropEffect = "copy";
+      this.el.classList.add("dropping");
+    });
+    this.el.addEventListener("dragleave", (ev) => {
+      if (!this.el.contains(ev.relatedTarget)) this.el.classList.remove("dropping");
+    });
+    this.el.addEventListener("drop", (ev) => {
+      ev.preventDefault();
+      this.el.classList.remove("dropping");
+      const f = [...ev.dataTransfer.files][0];
+      if (f) this.take(f, "dropped");
+    });
+    inputs.add(this);
+  }
+
+  /** A photo dropped or pasted (a File): checked to be an image, then chosen like a file. */
+  take(file, how) {
+    this.stopCamera();
+    if (!file.type.startsWith("image/")) {
+      this.message.textContent = `The ${how} file is not a photo: choose a JPEG, PNG or WebP picture.`;
+      this.message.hidden = false;
+      return;
+    }
+    this.message.hidden = true;
+    this.#set({ blob: file, name: file.name || `${how}-photo.png` }, false);
   }
 
   #set(photo, fromCamera) {

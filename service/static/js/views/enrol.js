@@ -16,7 +16,9 @@ export function enrolView() {
     h("input", { type: "text", pattern: ID_PATTERN, maxlength: 128, autocomplete: "off" }),
     "e.g. an employee number: letters, digits and . _ @ : -; left empty, the service makes one up.",
   );
-  const photo = new PhotoInput("Photo (one face, looking at the camera)");
+  const photo = new PhotoInput("Photo (one face, looking at the camera)", (chosen) => {
+    if (chosen) out.querySelector('.alert.error[data-field="photo"]')?.remove();
+  });
   const largest = h("input", { type: "checkbox" });
   const replace = h("input", { type: "checkbox" });
   const duplicate = h("input", { type: "checkbox" });
@@ -31,6 +33,16 @@ export function enrolView() {
   const submit = h("button", { type: "submit" }, "Enrol");
   const out = resultArea();
   const form = h("form", { class: "card", novalidate: true }, nameField, idField, photo.el, options, h("div", { class: "row" }, submit));
+
+  // an error about a field goes as soon as the field is put right
+  for (const input of [name, personId]) {
+    input.addEventListener("input", () => {
+      const stale = out.querySelector(`.alert.error[data-field="${input.dataset.field}"]`);
+      if (stale && (input === name ? input.value.trim() : !input.value.trim() || input.checkValidity())) stale.remove();
+    });
+  }
+  name.dataset.field = "name";
+  personId.dataset.field = "person_id";
 
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
@@ -52,6 +64,9 @@ export function enrolView() {
         try {
           const res = await postPhoto("/enroll", shot, { ...fields, face_index: faceIndex });
           await showEnrolled(out, res, shot);
+          // ready for the next person: the result stays, the form is empty again
+          form.reset();
+          photo.reset();
         } catch (err) {
           if (err.code === "multiple_faces" && Array.isArray(err.problem.faces)) await chooseFace(out, err, shot, run);
           else await showError(out, err, shot);
@@ -68,7 +83,8 @@ export function enrolView() {
 }
 
 function invalid(out, input, message) {
-  out.replaceChildren(h("div", { class: "alert error", role: "alert" }, h("strong", { class: "alert-title" }, message)));
+  const field = input ? input.dataset.field : "photo";
+  out.replaceChildren(h("div", { class: "alert error", role: "alert", dataset: { field } }, h("strong", { class: "alert-title" }, message)));
   if (input) input.focus();
 }
 

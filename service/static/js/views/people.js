@@ -50,7 +50,7 @@ export function peopleView(ctx) {
       })
       .catch(() => thumb.classList.add("missing"));
     const exportBtn = h("button", { type: "button", class: "secondary" }, "Export");
-    exportBtn.addEventListener("click", () => busy(exportBtn, "Exporting…", () => exportPerson(p, out)));
+    exportBtn.addEventListener("click", () => busy(exportBtn, "Exporting…", () => exportPerson(p, out, ctx)));
     const deleteBtn = h("button", { type: "button", class: "danger", onclick: () => remove(p) }, "Delete");
     const replaced = new Date(p.updated_at) - new Date(p.created_at) > 1000;
     const updated = replaced ? ` · photo replaced ${date(p.updated_at)}` : "";
@@ -90,7 +90,7 @@ export function peopleView(ctx) {
   return { title: "People", el, show: () => load(offset), hide: () => {} };
 }
 
-async function exportPerson(p, out) {
+async function exportPerson(p, out, ctx) {
   try {
     const resp = await request(`/people/${encodeURIComponent(p.person_id)}/export`);
     const blob = new Blob([await resp.text()], { type: "application/json" });
@@ -100,6 +100,7 @@ async function exportPerson(p, out) {
     a.click();
     a.remove();
     setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    ctx.toast(`Exported everything stored about ${p.name} (${p.person_id}) to facegate-${p.person_id}.json in your downloads.`);
   } catch (err) {
     clear(out, problemView(err));
   }
