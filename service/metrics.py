@@ -183,6 +183,21 @@ class Metrics:
             "facegate_replication_poll_failures_total", "Reads of the change log that failed", registry=r
         )
 
+        # the full database-vs-index check (service.consistency)
+        self.index_consistent = Gauge(
+            "facegate_index_consistent",
+            "1 when the last full check found the index equal to the database, 0 when not",
+            registry=r,
+        )
+        self.index_mismatched = Gauge(
+            "facegate_index_mismatched_embeddings",
+            "Embeddings missing from, extra in or misattributed by the index at the last full check",
+            registry=r,
+        )
+        self.index_checked_at = Gauge(
+            "facegate_index_checked_timestamp_seconds", "When the last full check ran (Unix time)", registry=r
+        )
+
     def observe_stages(self, stages: dict[str, float]) -> None:
         for name, ms in stages.items():
             self.stage.labels(name).observe(ms / 1000.0)
@@ -221,6 +236,11 @@ class Metrics:
         self.swaps.labels(result).inc()
         self.swap_seconds.set(seconds)
         self.swap_running.set(0)
+
+    def consistency_checked(self, consistent: bool, mismatched: int, at: float) -> None:
+        self.index_consistent.set(1 if consistent else 0)
+        self.index_mismatched.set(mismatched)
+        self.index_checked_at.set(at)
 
     def replicated(self, position: int, written_at: Iterable[datetime | None] = ()) -> None:
         """Changes up to ``position`` applied now; ``written_at``: when each was written (UTC).

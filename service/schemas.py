@@ -380,13 +380,34 @@ class Health(BaseModel):
 class ReadyChecks(BaseModel):
     database: bool
     model: bool
-    index: bool = Field(description="the index holds exactly the database's embeddings")
+    index: bool = Field(
+        description="the index is in step with the database by counts and change-log position "
+        "(the full comparison: GET /admin/consistency)"
+    )
 
 
 class Readiness(BaseModel):
     status: Literal["ready"]
     checks: ReadyChecks
     model_version: str
+
+
+class ConsistencyOut(BaseModel):
+    """The last full comparison of the index with the database (GET /admin/consistency)."""
+
+    consistent: bool = Field(description="the index holds exactly the stored embeddings of the version")
+    model_version: str
+    database: int = Field(description="embeddings stored for the model version")
+    indexed: int = Field(description="embeddings in the index")
+    stale: bool = Field(description="the gallery knows its index is out of date (rebuilt at the next write)")
+    missing: int = Field(description="stored embeddings the index lacks")
+    extra: int = Field(description="indexed embeddings no longer stored")
+    misattributed: int = Field(description="embeddings indexed under another person")
+    sample_missing: list[int] = Field(description="up to 20 missing embedding ids")
+    sample_extra: list[int] = Field(description="up to 20 extra embedding ids")
+    sample_misattributed: list[int] = Field(description="up to 20 misattributed embedding ids")
+    checked_at: datetime = Field(description="when the comparison ran (UTC)")
+    seconds: float = Field(description="how long it took")
 
 
 class ModelInUse(ModelCard):

@@ -160,6 +160,12 @@ class Settings(BaseSettings):
     sync_interval: float = Field(
         0.5, ge=0, description="Seconds between reads of the change log written by other replicas (0: off)"
     )
+    consistency_interval: float = Field(
+        300.0,
+        ge=0,
+        description="Seconds between full comparisons of the index with the database in the background "
+        "(0: only on demand, GET /admin/consistency)",
+    )
 
     # the access log (service/audit_retention.py)
     audit_retention_days: int = Field(

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
 from service.auth import KeyStore
+from service.consistency import ConsistencyWatch, ReadinessProbe
 from service.gallery.cipher import TemplateCipher
 from service.gallery.db import make_engine, migrate, session_factory
 from service.gallery.encryption import check_keys
@@ -34,6 +35,8 @@ class AppState:
     keys: KeyStore
     lifecycle: ModelLifecycle
     replicator: Replicator
+    readiness: ReadinessProbe
+    consistency: ConsistencyWatch
 
     @property
     def recognizer(self) -> Recognizer:
@@ -50,6 +53,7 @@ class AppState:
             return False
 
     def close(self) -> None:
+        self.consistency.stop()
         self.replicator.stop()
         self.lifecycle.close()
         self.engine.dispose()
@@ -102,4 +106,9 @@ def build_state(settings: Settings, metrics: Metrics) -> AppState:
     lifecycle.start()
     replicator = Replicator(feed, lifecycle.apply_changes, settings.sync_interval, position, metrics)
     replicator.start()
-    return AppState(settings, metrics, engine, sessions, keys, lifecycle, replicator)
+    readiness = ReadinessProbe(feed, replicator)
+    consistency = ConsistencyWatch(
+        lambda: lifecycle.current.gallery, metrics, settings.consistency_interval, replicator.poll_once
+    )
+    consistency.start()
+    return AppState(settings, metrics, engine, sessions, keys, lifecycle, replicator, readiness, consistency)

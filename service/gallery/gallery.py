@@ -9,11 +9,12 @@ import uuid
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from service.errors import AlreadyEnrolled, InvalidRequest, PersonNotFound
 from service.gallery import cipher, queries, status
+from service.gallery.consistency import ConsistencyReport, compare
 from service.gallery.db import write_session
 from service.gallery.records import Candidate, PersonRecord
 from service.gallery.tables import CROP_KINDS, AuditEvent, ChangeLog, Embedding, Person, ReferenceCrop, utcnow
@@ -328,19 +329,47 @@ class Gallery:
 
     def consistency_check(self) -> bool:
         """True when the index holds exactly the database's embeddings for this model version."""
+        return self.consistency_report().consistent
+
+    def consistency_report(self) -> ConsistencyReport:
+        """Every stored embedding id of this model version against the index (O(N), under the
+        write lock: a background job's and the admin endpoint's check, not readiness's)."""
         with self._write, self.session_factory() as s:
             rows = s.execute(
                 select(Embedding.id, Person.person_id)
                 .join(Person, Person.id == Embedding.person_pk)
                 .where(Embedding.model_version == self.model_version)
             ).all()
-            db = {r.id: r.person_id for r in rows}
-            return (
-                not self._stale
-                and set(db) == self.index.ids() == set(self._by_id)
-                and {i: who[0] for i, who in self._by_id.items()} == db
-                and {pid: i for i, pid in db.items()} == self._by_person
+            return compare(
+                self.model_version,
+                {r.id: r.person_id for r in rows},
+                self.index.ids(),
+                {i: who[0] for i, who in self._by_id.items()},
+                self._by_person,
+                self._stale,
             )
+
+    def stored_count(self) -> int:
+        """Embeddings stored for this model version (one COUNT over an index of the table)."""
+        with self.session_factory() as s:
+            return int(
+                s.scalar(
+                    select(func.count())
+                    .select_from(Embedding)
+                    .where(Embedding.model_version == self.model_version)
+                )
+                or 0
+            )
+
+    def counts_agree(self) -> bool:
+        """The index and both in-memory maps hold as many entries, and the index is not stale
+        (no lock, no database: a cheap readiness test)."""
+        n = len(self.index)
+        return not self._stale and n == len(self._by_id) == len(self._by_person)
+
+    def writes_paused(self, timeout: float) -> threading.Lock | None:
+        """The write lock when it was taken within ``timeout`` seconds (release it), else None."""
+        return self._write if self._write.acquire(timeout=timeout) else None
 
 
 __all__ = ["Candidate", "Gallery", "PersonNotFound", "PersonRecord", "png_size"]

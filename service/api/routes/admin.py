@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Response, UploadFile
@@ -11,7 +12,7 @@ from service.api.deps import AdminCaller, StateDep
 from service.api.problems import problem_responses
 from service.api.strict_body import refuse_repeated_form_fields
 from service.org_calibration import read_zip
-from service.schemas import CalibrationReport, ModelVersions, SwapOut
+from service.schemas import CalibrationReport, ConsistencyOut, ModelVersions, SwapOut
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -22,6 +23,38 @@ Version = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$", des
 def list_models(state: StateDep, caller: AdminCaller) -> ModelVersions:
     """Published model versions in the models folder, the active one, and the last swap."""
     return ModelVersions.model_validate(state.lifecycle.versions())
+
+
+@router.get("/consistency", response_model=ConsistencyOut, responses=problem_responses(401, 403, 422, 503))
+async def consistency(
+    state: StateDep,
+    caller: AdminCaller,
+    fresh: Annotated[
+        bool, Query(description="compare now rather than answer the last background result")
+    ] = False,
+) -> ConsistencyOut:
+    """The full comparison of the index with the database (every stored embedding id; O(N), run
+    every FACEGATE_CONSISTENCY_INTERVAL seconds in the background). Without a result yet, or
+    with ``fresh=true``, it runs now."""
+    last = state.consistency.last
+    if fresh or last is None or last.report.model_version != state.recognizer.version:
+        last = await run_in_threadpool(state.consistency.check)
+    r = last.report
+    return ConsistencyOut(
+        consistent=r.consistent,
+        model_version=r.model_version,
+        database=r.database,
+        indexed=r.indexed,
+        stale=r.stale,
+        missing=r.missing_total,
+        extra=r.extra_total,
+        misattributed=r.misattributed_total,
+        sample_missing=r.missing,
+        sample_extra=r.extra,
+        sample_misattributed=r.misattributed,
+        checked_at=datetime.fromtimestamp(last.checked_at, timezone.utc),
+        seconds=last.seconds,
+    )
 
 
 @router.post(

@@ -30,12 +30,13 @@ def healthz() -> Health:
     responses=problem_responses(503, s503="not ready (not_ready): `checks` says which check failed"),
 )
 def readyz(request: Request) -> Readiness:
-    """Database reachable, model loaded and index in step with the database."""
+    """Database reachable, model loaded and index in step with the database (counts and change-log
+    positions: the full comparison is ``GET /admin/consistency``)."""
     state = get_state(request)
     checks = {
         "database": state.database_ok(),
         "model": state.recognizer is not None,
-        "index": state.recognizer is not None and state.recognizer.gallery.consistency_check(),
+        "index": state.recognizer is not None and state.readiness.index_ready(state.recognizer.gallery),
     }
     if not all(checks.values()):
         raise NotReady("not ready: " + ", ".join(k for k, ok in checks.items() if not ok), checks=checks)
