@@ -25,7 +25,7 @@ ORDER = (
 )
 EXPERIMENTS = {
     "A": "A: residual MLP adapter on frozen SFace embeddings (models/sface)",
-    "B": "B: dlib ResNet (models/dlib), last residual units + fc fine-tuned on cached activations",
+    "B": "B: dlib ResNet (models/dlib), its last residual unit + fc fine-tuned on cached activations",
 }
 
 
@@ -124,7 +124,7 @@ def _fmt(v: float, digits: int = 4) -> str:
 def _markdown(experiment: str, table: list[dict], cl: list[dict], baseline: dict | None) -> str:
     lines = [f"#### Experiment {EXPERIMENTS.get(experiment, experiment)}", ""]
     if baseline:
-        lines += [f"Without training (the frozen embeddings themselves): LFW accuracy "
+        lines += [f"Before training (the pretrained network as it is): LFW accuracy "
                   f"{baseline['lfw_accuracy']:.4f}, TAR@FAR=1e-3 {baseline['tar_at_far_1e-3']:.4f}.", ""]  # fmt: skip
     lines += [
         "| scheme | seeds | LFW accuracy (mean ± std) | TAR@FAR=1e-3, all pairs (mean ± std) | margin first → last "
@@ -166,7 +166,9 @@ def _markdown(experiment: str, table: list[dict], cl: list[dict], baseline: dict
     return "\n".join(lines)
 
 
-def _plots(out: Path, experiment: str, groups: dict[str, dict[int, dict]]) -> None:
+def _plots(
+    out: Path, experiment: str, groups: dict[str, dict[int, dict]], baseline: dict | None = None
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -182,6 +184,9 @@ def _plots(out: Path, experiment: str, groups: dict[str, dict[int, dict]]) -> No
             half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0
             ax.errorbar([i], [v.mean()], yerr=[half], fmt="o", color="tab:blue", capsize=5)
             ax.scatter(np.full(len(v), i) + 0.15, v, s=6, color="k", alpha=0.5)
+        if baseline:
+            ax.axhline(baseline[key], color="gray", linestyle="--", label="before training")
+            ax.legend(fontsize=8)
         ax.set_xticks(range(len(names)), names, rotation=35, ha="right")
         ax.set_title(f"{title}\nmean with 95 % CI over seeds; dots: seeds", fontsize=9)
         ax.grid(alpha=0.3)
@@ -246,7 +251,7 @@ def write_report(doc: dict, out: Path, readme: Path | None) -> str:
         baseline = doc.get("baselines", {}).get(experiment)
         summary[experiment] = {"schemes": table, "claims": cl, "baseline": baseline}
         parts.append(_markdown(experiment, table, cl, baseline))
-        _plots(out, experiment, groups)
+        _plots(out, experiment, groups, baseline)
     md = "\n".join(parts)
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float) + "\n")
     (out / "table.md").write_text(md + "\n")
