@@ -132,7 +132,10 @@ def _noise(shape: tuple[int, ...], seed: int, epoch: int, view: int) -> Tensor:
 
 
 def _grad_norm(params: list[nn.Parameter]) -> float:
-    return float(torch.sqrt(sum((p.grad.detach().double() ** 2).sum() for p in params if p.grad is not None)))
+    zero = torch.zeros((), dtype=torch.float64)
+    return float(
+        torch.sqrt(sum(((p.grad.detach().double() ** 2).sum() for p in params if p.grad is not None), zero))
+    )
 
 
 def train_adapter(
@@ -173,7 +176,11 @@ def train_adapter(
             optimizer.step()
             lr_sched.step()
             updates.append(
-                float(torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(params, before))))
+                float(
+                    torch.sqrt(
+                        sum((((p.detach() - b) ** 2).sum() for p, b in zip(params, before)), torch.zeros(()))
+                    )
+                )
             )
             stats.update(out, parts[0], yb, objective)
         row = stats.summary()

@@ -57,7 +57,7 @@ def dlib_network() -> nn.Module:
 class Head(nn.Module):
     """The trainable end of dlib's network: last residual units, global average pool, fc, L2."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: Any) -> None:  # a training.dlib DlibResNet
         super().__init__()
         self.units = copy.deepcopy(net.units[-TRAINABLE_UNITS:])
         self.fc = copy.deepcopy(net.fc)
@@ -67,7 +67,7 @@ class Head(nn.Module):
 
 
 @torch.no_grad()
-def prefix(net: nn.Module, crops: np.ndarray) -> torch.Tensor:
+def prefix(net: Any, crops: np.ndarray) -> torch.Tensor:
     x = torch.from_numpy(crops).permute(0, 3, 1, 2).float()
     x = (x - net.mean_rgb) / 256.0
     x = F.max_pool2d(F.relu(net.aff1(net.conv1(x))), 3, 2)
