@@ -66,6 +66,12 @@ def blank_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'gallery.db'}"
         return
+    yield from throwaway_postgres_database()
+
+
+def throwaway_postgres_database() -> Iterator[str]:
+    """For a fixture: the URL of a new, empty PostgreSQL database, dropped afterwards (skips,
+    saying why, when the server cannot be reached)."""
     reason = postgres_unavailable()
     if reason:
         pytest.skip(reason)

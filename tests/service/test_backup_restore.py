@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 import zipfile
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import MetaData, create_engine, make_url, select, text
+from sqlalchemy import MetaData, make_url, select, text
 from typer.testing import CliRunner
 
 from service.api.main import create_app
@@ -35,7 +34,7 @@ from service.gallery.synced import SyncedGallery
 from service.index import FaceIndex
 from service.restore import restore
 from service.settings import Settings
-from tests.conftest import POSTGRES_URL, REPO, postgres_unavailable
+from tests.conftest import REPO, throwaway_postgres_database
 from tests.service.conftest import ADMIN_KEY, models_available
 from tests.service.storage_helpers import DIM, enroll, make_enrolment, unit
 
@@ -57,20 +56,7 @@ def other_blank_url(database_url: str, tmp_path: Path) -> Iterator[str]:
     if backend_of(database_url) == "postgresql":
         yield f"sqlite:///{tmp_path / 'restored.db'}"
         return
-    reason = postgres_unavailable()
-    if reason:
-        pytest.skip(reason)
-    server = make_url(normalise_url(POSTGRES_URL))
-    name = f"fg_test_{uuid.uuid4().hex[:16]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    yield from throwaway_postgres_database()
 
 
 @pytest.fixture
