@@ -162,3 +162,34 @@ class ChangeLog(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
     op: Mapped[str] = mapped_column(String(16), nullable=False)
     person_id: Mapped[str] = mapped_column(String(128), nullable=False)
+
+
+class LivenessChallenge(Base):
+    """A liveness challenge handed out (``service.liveness.challenges``): its random pose steps,
+    the key that asked, its expiry, and when a check used it (each is used at most once)."""
+
+    __tablename__ = "liveness_challenges"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    steps: Mapped[list] = mapped_column(JSON, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class LivenessToken(Base):
+    """The single-use token a passed liveness check issues (``service.liveness.tokens``), stored by
+    the SHA-256 of its secret; ``embedding`` is the live face's, sealed like a template."""
+
+    __tablename__ = "liveness_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    challenge_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    key_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    model_version: Mapped[str] = mapped_column(String(100), nullable=False)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    score: Mapped[float] = mapped_column(Double, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -27,8 +27,17 @@ with engine.connect():
 time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
 migrate(engine)
 """
-TABLES = {"people", "reference_crops", "embeddings", "api_keys", "audit", "change_log"}
-HEAD = "0003"
+TABLES = {
+    "people",
+    "reference_crops",
+    "embeddings",
+    "api_keys",
+    "audit",
+    "change_log",
+    "liveness_challenges",
+    "liveness_tokens",
+}
+HEAD = "0004"
 
 
 def test_upgrade_from_empty_then_downgrade_and_upgrade_again(blank_database_url, tmp_path, monkeypatch):
