@@ -48,6 +48,14 @@ class FaceIndexOutOfRange(FaceGateError):
     status, code, title = 422, "face_index_out_of_range", "No face at that face_index"
 
 
+class FaceBoxNoMatch(FaceGateError):
+    status, code, title = 422, "face_box_no_match", "No detected face matches face_box"
+
+
+class FaceChoiceConflict(FaceGateError):
+    status, code, title = 422, "face_choice_conflict", "Both face_index and face_box given"
+
+
 class LowQuality(FaceGateError):
     status, code, title = 422, "low_quality", "Face quality too low"
 
@@ -86,6 +94,14 @@ class OwnKey(FaceGateError):
 
 class NotFound(FaceGateError):
     status, code, title = 404, "not_found", "Not found"
+
+
+class InvalidFigureName(FaceGateError):
+    status, code, title = 422, "invalid_figure_name", "Not a figure file name"
+
+
+class FigureNotFound(FaceGateError):
+    status, code, title = 404, "figure_not_found", "No such figure"
 
 
 class ModelError(FaceGateError):
