@@ -17,13 +17,14 @@ from enum import Enum
 
 import numpy as np
 
-from service.errors import FaceIndexOutOfRange, MultipleFaces, NoFace
+from service.errors import MultipleFaces, NoFace
 from service.pipeline.align import align_face
 from service.pipeline.canvas import CANONICAL_TEMPLATE, Canvas, cut_canvas
 from service.pipeline.decode import Decoded, decode_reduced
 from service.pipeline.detect import FaceDetector
 from service.pipeline.embed import Embedder
 from service.pipeline.face import Face
+from service.pipeline.face_choice import FaceChoice, as_choice
 from service.pipeline.mtcnn_ops import PNET_CELL
 
 
@@ -118,12 +119,14 @@ class FacePipeline:
         data: bytes,
         selection: FaceSelection,
         timings: Timings | None = None,
-        face_index: int | None = None,
+        face_index: FaceChoice | int | None = None,
     ) -> Photo:
         """Decode ``data``, pick faces by ``selection`` and embed them (in ``face_order``).
 
-        ``face_index`` chooses one face by its place in ``face_order`` instead of ``selection``
-        (an index past the last face: ``FaceIndexOutOfRange``)."""
+        ``face_index`` (a ``FaceChoice``: an index into ``face_order`` or a box) chooses one face
+        instead of ``selection`` (an index past the last face: ``FaceIndexOutOfRange``; a box no
+        face overlaps enough: ``FaceBoxNoMatch``)."""
+        choice = as_choice(face_index)
         t = timings or Timings()
         start = time.perf_counter()
         decoded = self.decode(data)
@@ -138,16 +141,9 @@ class FacePipeline:
                 height=decoded.height,
                 min_face_size=self.detector.min_face_size,
             )
-        if face_index is not None:
-            if face_index >= len(faces):
-                raise FaceIndexOutOfRange(
-                    f"face_index {face_index} chooses no face: the photo holds {len(faces)} "
-                    f"(face_index counts from 0, largest face first)",
-                    face_index=face_index,
-                    faces_found=len(faces),
-                    faces=[f.to_dict() for f in faces],
-                )
-            indices = [face_index]
+        chosen_index = choice.pick(faces)
+        if chosen_index is not None:
+            indices = [chosen_index]
         elif selection is FaceSelection.single and len(faces) > 1:
             raise MultipleFaces(
                 f"{len(faces)} faces were found; enrol a photo with exactly one face, choose one with "
