@@ -5,7 +5,7 @@
     facegate-train train training/configs/triplet_scheduled.toml --set train.seed=1
     torchrun --nproc_per_node=2 -m training.cli train training/configs/base.toml   # DDP
     facegate-train export runs/triplet_scheduled models/mine --name mine --version 1
-    facegate-train retrain --models-dir models --extra photos/   # fine-tune on the gallery, gate, publish
+    facegate-train retrain --models-dir models --extra photos/   # adapter on the gallery, gate, publish
     torchrun --nproc_per_node=2 -m training.cli retrain --models-dir models   # the same, with DDP
 """
 
@@ -179,10 +179,38 @@ def retrain(
     lfw: Annotated[
         bool, typer.Option(help="also gate on LFW View 1 test pairs when data_dir has them")
     ] = True,
-    loss: Annotated[str, typer.Option(help="triplet (with the margin scheduler) or circle")] = "triplet",
-    epochs: int = 5,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate (fine-tuning: keep it small)")] = 1e-5,
-    held_out: Annotated[float, typer.Option(help="share of the people held out for the gate")] = 0.2,
+    method: Annotated[
+        str,
+        typer.Option(help="adapter (on frozen embeddings of the model in use) or finetune (torch weights)"),
+    ] = "adapter",
+    adapter_loss: Annotated[
+        str, typer.Option(help="adapter: cosine_contrastive or contrastive")
+    ] = "cosine_contrastive",
+    adapter_epochs: Annotated[int, typer.Option(help="adapter: epochs")] = 30,
+    sources: Annotated[
+        str, typer.Option(help="adapter: genuine-pair sources, comma-separated: view, extra, selftrain")
+    ] = "view,extra,selftrain",
+    selftrain_dir: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="FACEGATE_SELFTRAIN_DIR", help="probe crops the service kept (service.selftrain)"
+        ),
+    ] = None,
+    selftrain_retention_days: Annotated[
+        float,
+        typer.Option(
+            envvar="FACEGATE_SELFTRAIN_RETENTION_DAYS", help="kept probes older than this are deleted"
+        ),
+    ] = 30.0,
+    loss: Annotated[
+        str, typer.Option(help="finetune: triplet (with the margin scheduler) or circle")
+    ] = "triplet",
+    epochs: Annotated[int, typer.Option(help="finetune: epochs")] = 5,
+    lr: Annotated[float, typer.Option(help="finetune: AdamW learning rate (keep it small)")] = 1e-5,
+    held_out: Annotated[
+        float | None,
+        typer.Option(help="share of the people held out for the gate [adapter 0.5, finetune 0.2]"),
+    ] = None,
     tolerance: Annotated[
         float, typer.Option(help="largest regression of any metric that still publishes")
     ] = 0.01,
@@ -203,8 +231,9 @@ def retrain(
     min_people: int = 8,
     verbose: bool = False,
 ) -> None:
-    """Fine-tune the model in use on the gallery (+ extra folders); publish a new version only when
-    nothing regresses. Exit code 0 published, 3 refused by the gate, 2 nothing to train on."""
+    """Adapt the model in use to the gallery (+ extra folders, + kept probes); publish a new version
+    only when the gate finds a real gain. Exit code 0 published, 3 refused by the gate, 2 nothing to
+    train on."""
     _logging(verbose)
     from training.retrain.job import RetrainOptions, run
 
@@ -219,7 +248,7 @@ def retrain(
         loss=loss,
         epochs=epochs,
         lr=lr,
-        held_out=held_out,
+        held_out=0.2 if held_out is None else held_out,
         tolerance=tolerance,
         seed=seed,
         overrides=tuple(set_ or ()),
@@ -227,11 +256,27 @@ def retrain(
         dlib_dat=dlib_dat,
         device=device,
         min_people=min_people,
+        method=method,
+        adapter=_adapter_options(
+            adapter_loss, adapter_epochs, 0.5 if held_out is None else held_out, seed, sources
+        ),
+        selftrain_dir=selftrain_dir,
+        selftrain_retention_days=selftrain_retention_days,
     )
     result = run(opts)
     typer.echo(json.dumps({"status": result.status, "version": result.version, "reasons": result.reasons,
                            "report": str(result.report) if result.report else None}, indent=2))  # fmt: skip
     raise typer.Exit(code=result.exit_code)
+
+
+def _adapter_options(loss: str, epochs: int, held_out: float, seed: int, sources: str):
+    from training.retrain.adapter import AdapterOptions
+
+    try:
+        return AdapterOptions(loss=loss, epochs=epochs, held_out=held_out, seed=seed,
+                              sources=tuple(s.strip() for s in sources.split(",") if s.strip()))  # fmt: skip
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
 
 
 # Evaluation and calibration: thin wrappers over training.evaluation.

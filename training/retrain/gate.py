@@ -24,7 +24,7 @@ import torch
 
 from service.pipeline.embed import Embedder
 from training.data.augment import Augment, to_float_nchw
-from training.evaluation.metrics import equal_error_rate, k_fold_accuracy, roc_auc, tar_at_far
+from training.evaluation.metrics import best_threshold, equal_error_rate, k_fold_accuracy, roc_auc, tar_at_far
 from training.retrain.data import Crops
 
 log = logging.getLogger(__name__)
@@ -133,3 +133,182 @@ def reasons(checks: list[dict], tolerance: float) -> list[str]:
         for c in checks
         if not c["ok"]
     ]
+
+
+# --- the adapter job's gate: paired bootstrap intervals of the improvement -------------------------
+
+TARGET_FPIR = 0.01
+BOOTSTRAP = 2000
+
+
+@dataclass(frozen=True)
+class OpenSetSplit:
+    """Held-out organisation identities as /identify meets them: each enrolled identity's reference
+    embedding in the gallery, its other photos as genuine probes, and stranger identities (never
+    enrolled) whose photos must not be identified. Rows are embeddings of the model *before*."""
+
+    gallery: np.ndarray  # (G, D)
+    gallery_ids: np.ndarray  # (G,) str
+    probes: np.ndarray  # (P, D)
+    probe_ids: np.ndarray  # (P,) str, each one of gallery_ids
+    strangers: np.ndarray  # (S, D)
+    stranger_ids: np.ndarray  # (S,) str, none in gallery_ids
+    probe_kind: str  # "real photos" or "augmented views"
+
+    def counts(self) -> dict[str, int | str]:
+        return {
+            "enrolled_identities": len(self.gallery),
+            "genuine_probes": len(self.probes),
+            "stranger_identities": len(set(self.stranger_ids.tolist())),
+            "stranger_probes": len(self.strangers),
+            "probe_kind": self.probe_kind,
+        }
+
+
+def _best(queries: np.ndarray, gallery: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    sims = queries @ gallery.T
+    top = sims.argmax(1)
+    return top, sims[np.arange(len(queries)), top]
+
+
+def fpir_threshold(stranger_best: np.ndarray, weights: np.ndarray, fpir: float) -> float:
+    """The lowest similarity at which at most ``fpir`` of the (weighted) strangers are identified."""
+    order = np.argsort(-stranger_best, kind="stable")
+    s, w = stranger_best[order], weights[order]
+    allowed = fpir * w.sum()
+    above = np.cumsum(w)  # strangers at or above s[i]
+    over = np.flatnonzero(above > allowed + 1e-9)
+    if len(over) == 0:
+        return float("-inf")
+    return float(np.nextafter(s[over[0]], np.inf))
+
+
+@dataclass(frozen=True)
+class Scored:
+    correct: np.ndarray  # (P,) bool: the nearest enrolled person is the right one
+    sim: np.ndarray  # (P,) its similarity
+    stranger_best: np.ndarray  # (S,) each stranger's best similarity
+
+
+def score_open_set(split: OpenSetSplit, transform) -> Scored:
+    """Scores of the held-out protocol after ``transform`` (embeddings -> embeddings)."""
+    g = transform(split.gallery)
+    top, sim = _best(transform(split.probes), g)
+    _, stranger_best = _best(transform(split.strangers), g)
+    return Scored(split.gallery_ids[top] == split.probe_ids, sim, stranger_best)
+
+
+def _dir(s: Scored, probe_w: np.ndarray, stranger_w: np.ndarray, fpir: float) -> float:
+    t = fpir_threshold(s.stranger_best, stranger_w, fpir)
+    return float(((s.correct & (s.sim >= t)) * probe_w).sum() / probe_w.sum())
+
+
+@dataclass(frozen=True)
+class Interval:
+    metric: str
+    before: float
+    after: float
+    low: float  # 95 % paired bootstrap interval of after - before
+    high: float
+    unit: str  # what was resampled
+
+    @property
+    def change(self) -> float:
+        return self.after - self.before
+
+    def as_dict(self) -> dict:
+        return {"metric": self.metric, "before": round(self.before, 6), "after": round(self.after, 6),
+                "change": round(self.change, 6), "interval_low": round(self.low, 6),
+                "interval_high": round(self.high, 6), "resampled": self.unit}  # fmt: skip
+
+
+def _groups(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    names, inverse = np.unique(ids, return_inverse=True)
+    return names, inverse
+
+
+def open_set_interval(
+    split: OpenSetSplit, before: Scored, after: Scored, seed: int, fpir: float = TARGET_FPIR,
+    n_boot: int = BOOTSTRAP,
+) -> Interval:  # fmt: skip
+    """Open-set identification rate at FPIR ``fpir`` before and after, and the 95 % interval of
+    the paired change: each bootstrap draw resamples the enrolled identities (with their probes)
+    and the stranger identities (with their photos), the FPIR threshold recomputed from the drawn
+    strangers for each model."""
+    rng = np.random.default_rng(seed)
+    _, p_inv = _groups(split.probe_ids)
+    _, s_inv = _groups(split.stranger_ids)
+    n_p, n_s = int(p_inv.max()) + 1, int(s_inv.max()) + 1
+    ones_p, ones_s = np.ones(len(p_inv)), np.ones(len(s_inv))
+    b0, a0 = _dir(before, ones_p, ones_s, fpir), _dir(after, ones_p, ones_s, fpir)
+    diffs = np.empty(n_boot)
+    for k in range(n_boot):
+        wp = np.bincount(rng.integers(0, n_p, n_p), minlength=n_p)[p_inv].astype(np.float64)
+        ws = np.bincount(rng.integers(0, n_s, n_s), minlength=n_s)[s_inv].astype(np.float64)
+        if wp.sum() == 0 or ws.sum() == 0:
+            diffs[k] = 0.0
+            continue
+        diffs[k] = _dir(after, wp, ws, fpir) - _dir(before, wp, ws, fpir)
+    low, high = np.quantile(diffs, [0.025, 0.975])
+    return Interval(f"open-set identification rate at FPIR {fpir:g}", b0, a0, float(low), float(high),
+                    "held-out identities (enrolled and strangers)")  # fmt: skip
+
+
+def pair_accuracy_interval(
+    before: np.ndarray,
+    after: np.ndarray,
+    same: np.ndarray,
+    seed: int,
+    folds: int = 10,
+    n_boot: int = BOOTSTRAP,
+) -> Interval:
+    """Verification accuracy (threshold from the other folds, LFW's protocol) before and after,
+    and the 95 % paired bootstrap interval of the change over pairs."""
+    fold = np.arange(len(same)) % folds
+
+    def correct(scores: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(scores), bool)
+        for f in range(folds):
+            test = fold == f
+            t = best_threshold(scores[~test], same[~test])
+            out[test] = (scores[test] >= t) == same[test]
+        return out
+
+    cb, ca = correct(np.asarray(before, np.float64)), correct(np.asarray(after, np.float64))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(same), (n_boot, len(same)))
+    diffs = (ca[idx].astype(np.float64) - cb[idx]).mean(axis=1)
+    low, high = np.quantile(diffs, [0.025, 0.975])
+    return Interval(
+        "LFW View 1 test accuracy", float(cb.mean()), float(ca.mean()), float(low), float(high), "pairs"
+    )
+
+
+@dataclass(frozen=True)
+class Decision:
+    publish: bool
+    decided_by: str  # which test decided
+    reasons: list[str]
+
+
+def statistical_gate(org: Interval, lfw: Interval | None) -> Decision:
+    """Publish only when the organisation's improvement has a 95 % interval above zero and the
+    general-accuracy check (LFW View 1) shows no drop: its interval not wholly below zero."""
+    reasons = []
+    if org.low <= 0:
+        reasons.append(
+            f"held-out organisation identities: {org.metric} {org.before:.4f} -> {org.after:.4f}, 95 % interval "
+            f"of the change [{org.low:+.4f}, {org.high:+.4f}] is not above zero"
+        )
+    if lfw is not None and lfw.high < 0:
+        reasons.append(
+            f"general accuracy: {lfw.metric} {lfw.before:.4f} -> {lfw.after:.4f}, 95 % interval of the change "
+            f"[{lfw.low:+.4f}, {lfw.high:+.4f}] is below zero"
+        )
+    if not reasons:
+        lfw_note = (
+            "" if lfw is None else f"; LFW View 1 change [{lfw.low:+.4f}, {lfw.high:+.4f}] shows no drop"
+        )
+        return Decision(True, "organisation improvement interval above zero" + lfw_note, [])
+    decided = "organisation improvement interval" if org.low <= 0 else "LFW View 1 accuracy interval"
+    return Decision(False, decided, reasons)

@@ -1,4 +1,11 @@
-"""``facegate-train retrain``: fine-tune the model in use on the organisation's data, gate, publish.
+"""``facegate-train retrain``: adapt the model in use to the organisation's data, gate, publish.
+
+Two methods. ``adapter`` (the default, ``training.retrain.adapter_job``): a residual adapter learnt
+on frozen embeddings of the model in use (any ONNX model), gated by a paired bootstrap over
+held-out identities and LFW View 1. ``finetune`` (below, ``--method finetune``): the whole torch
+network fine-tuned; kept for models with torch weights, refused by its gate in every measured run.
+
+The ``finetune`` method:
 
 1. The model in use: ``models_dir/active.json`` (the version the service activated last), else
    ``FACEGATE_MODEL``; its torch weights (``training.retrain.weights``), checked against its ONNX.
@@ -39,6 +46,7 @@ from training.data.augment import Augment
 from training.engine.distributed import barrier, init_distributed, shutdown
 from training.engine.loop import train
 from training.export.onnx_export import MODEL_FILE, export_onnx
+from training.retrain.adapter import AdapterOptions
 from training.retrain.calibration import candidate_calibration
 from training.retrain.data import Crops, folder_crops, gallery_crops, held_out_split, write_cache
 from training.retrain.gate import gate, held_out_pairs, lfw_view1_scores, pair_metrics, reasons, score_pairs
@@ -78,6 +86,13 @@ class RetrainOptions:
     dlib_dat: Path | None = None
     device: str = "auto"
     min_people: int = 8
+    method: str = "adapter"  # adapter | finetune
+    adapter: AdapterOptions = AdapterOptions()
+    selftrain_dir: Path | None = None  # FACEGATE_SELFTRAIN_DIR: accepted probes (service.selftrain)
+    selftrain_retention_days: float = 30.0  # FACEGATE_SELFTRAIN_RETENTION_DAYS
+
+
+METHODS = ("adapter", "finetune")
 
 
 @dataclass(frozen=True)
@@ -189,7 +204,31 @@ def _write(path: Path, obj: dict) -> Path:
 
 
 def run(opts: RetrainOptions) -> RetrainResult:
-    """The whole job (every rank calls it under torchrun; rank 0 decides and reports)."""
+    """The whole job (``finetune``: every rank calls it under torchrun; rank 0 decides and reports)."""
+    if opts.method not in METHODS:
+        return RetrainResult(
+            "unusable", EXIT_UNUSABLE, None, [f"unknown method {opts.method!r}; valid: {', '.join(METHODS)}"]
+        )
+    if opts.method == "adapter":
+        return _run_adapter(opts)
+    return _run_finetune(opts)
+
+
+def _run_adapter(opts: RetrainOptions) -> RetrainResult:
+    from training.retrain.adapter_job import run_adapter_job
+
+    status, version, why, report = run_adapter_job(
+        opts.models_dir, opts.database_url, opts.model, opts.extra, opts.selftrain_dir, opts.data_dir, opts.lfw,
+        opts.work_dir or opts.models_dir / ".retrain-work", opts.adapter, opts.version, opts.min_people,
+        opts.selftrain_retention_days,
+    )  # fmt: skip
+    code = {"published": EXIT_PUBLISHED, "refused": EXIT_REFUSED, "unusable": EXIT_UNUSABLE}[status]
+    if status == "unusable":
+        log.error("retraining not possible: %s", why[0])
+    return RetrainResult(status, code, version, why, report)
+
+
+def _run_finetune(opts: RetrainOptions) -> RetrainResult:
     env = init_distributed(opts.device)
     work = opts.work_dir or opts.models_dir / ".retrain-work"
     try:

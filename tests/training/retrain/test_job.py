@@ -1,4 +1,5 @@
-"""The retraining job end to end on a small synthetic gallery: publishes, or refuses with reasons."""
+"""The retraining job's ``finetune`` method end to end on a small synthetic gallery: publishes, or refuses
+with reasons (the default ``adapter`` method: test_adapter_job.py)."""
 
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ def deployment(tmp_path: Path):
 
 def _options(models: Path, url: str, tmp: Path, **kw) -> RetrainOptions:
     base = dict(models_dir=models, database_url=url, model="tiny", lfw=False, epochs=3, lr=3e-3, device="cpu",
-                work_dir=tmp / "work", seed=0)  # fmt: skip
+                work_dir=tmp / "work", seed=0, method="finetune")  # fmt: skip
     return RetrainOptions(**{**base, **kw})
 
 
@@ -152,7 +153,7 @@ def test_too_small_a_gallery_is_unusable_and_the_cli_says_so(deployment) -> None
 def test_runs_unchanged_under_torchrun_with_two_processes(deployment) -> None:
     models, url, tmp = deployment
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
-           "-m", "training.cli", "retrain", "--models-dir", str(models), "--database-url", url, "--model", "tiny",
+           "-m", "training.cli", "retrain", "--method", "finetune", "--models-dir", str(models), "--database-url", url, "--model", "tiny",
            "--no-lfw", "--epochs", "2", "--lr", "0.003", "--work-dir", str(tmp / "work"), "--device", "cpu",
            "--tolerance", "1.0"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
