@@ -1,4 +1,12 @@
-"""Browser-test plumbing for the web console: the real app under uvicorn and headless chromium."""
+"""Browser-test plumbing for the web console: the real app under uvicorn and headless chromium.
+
+A console test module uses it as a plugin (``pytest_plugins = ["tests.service.console_browser"]``)
+for its fixtures: ``browser`` (one chromium per module) and ``page`` (a 1280x900 page of
+``server``, closed after the test, which fails on any uncaught script error; a module whose tests
+start signed in overrides it: ``def page(page): sign_in(page) ...``). The module names its own
+``server``: ``server = console_server("name", **settings)``, the app under uvicorn on a fresh
+SQLite gallery.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -114,6 +123,40 @@ def launch_browser() -> Iterator[object]:
             yield browser
         finally:
             browser.close()
+
+
+# ---- fixtures (this module is the console tests' plugin) ----
+
+
+def console_server(name: str, **overrides: Any) -> Any:
+    """A module-scoped ``server`` fixture: the app on a fresh SQLite gallery, with ``overrides``
+    of the settings; it yields the base URL."""
+
+    @pytest.fixture(scope="module")
+    def server(tmp_path_factory) -> Iterator[str]:
+        tmp = tmp_path_factory.mktemp(name)
+        settings = Settings(
+            database_url=f"sqlite:///{tmp / 'gallery.db'}",
+            data_dir=tmp / "var",
+            admin_key=ADMIN_KEY,
+            **overrides,
+        )
+        yield from run_server(settings)
+
+    return server
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    yield from launch_browser()
+
+
+@pytest.fixture
+def page(browser, server):
+    context, page, errors = new_page(browser, server, 1280, 900)
+    yield page
+    context.close()
+    assert not errors, f"uncaught errors in the page: {errors}"
 
 
 def screenshot(page, name: str) -> None:

@@ -12,18 +12,16 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 
-from service.settings import Settings
 from tests.service.conftest import ADMIN_KEY
 from tests.service.console_browser import (
     LOW_QUALITY_PROBLEM,
     alert_text,
     choose_photo,
+    console_server,
     exif_rotated_jpeg,
     face_free_image,
-    launch_browser,
     new_page,
     open_tab,
-    run_server,
     screenshot,
     side_by_side,
     sign_in,
@@ -31,30 +29,12 @@ from tests.service.console_browser import (
 )
 
 pytestmark = pytest.mark.browser
+pytest_plugins = ["tests.service.console_browser"]
 
 TABS = ["Enrol", "Verify", "Identify", "People", "Model"]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("console")
-    settings = Settings(
-        database_url=f"sqlite:///{tmp / 'gallery.db'}", data_dir=tmp / "var", admin_key=ADMIN_KEY
-    )
-    yield from run_server(settings)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from launch_browser()
-
-
-@pytest.fixture
-def page(browser, server):
-    context, page, errors = new_page(browser, server, 1280, 900)
-    yield page
-    context.close()
-    assert not errors, f"uncaught errors in the page: {errors}"
+server = console_server("console")
 
 
 def test_sign_in_screen_and_wrong_key(page):

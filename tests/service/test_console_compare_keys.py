@@ -9,34 +9,15 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from service.settings import Settings
 from tests.service.conftest import ADMIN_KEY
-from tests.service.console_browser import launch_browser, new_page, open_tab, run_server, screenshot, sign_in
+from tests.service.console_browser import console_server, new_page, open_tab, screenshot, sign_in
 
 pytestmark = pytest.mark.browser
+pytest_plugins = ["tests.service.console_browser"]
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("console-compare-keys")
-    settings = Settings(
-        database_url=f"sqlite:///{tmp / 'gallery.db'}", data_dir=tmp / "var", admin_key=ADMIN_KEY
-    )
-    yield from run_server(settings)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from launch_browser()
-
-
-@pytest.fixture
-def page(browser, server):
-    context, page, errors = new_page(browser, server, 1280, 900)
-    yield page
-    context.close()
-    assert not errors, f"uncaught errors in the page: {errors}"
+server = console_server("console-compare-keys")
 
 
 def _key(server: str, name: str, scopes: list[str]) -> dict:

@@ -15,39 +15,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.settings import Settings
 from tests.service.conftest import ADMIN_KEY
 from tests.service.console_browser import (
     alert_text,
     choose_photo,
-    launch_browser,
-    new_page,
-    run_server,
+    console_server,
     screenshot,
     sign_in,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.lfw]
+pytest_plugins = ["tests.service.console_browser"]
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 UPLOAD_LIMIT = 300 * 1024
 API_WORDS = ("replace=", "allow_duplicate", "face_index", "face_selection", "quality_filter", "=true")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("console-messages")
-    settings = Settings(
-        database_url=f"sqlite:///{tmp / 'gallery.db'}",
-        data_dir=tmp / "var",
-        admin_key=ADMIN_KEY,
-        max_upload_bytes=UPLOAD_LIMIT,
-    )
-    yield from run_server(settings)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from launch_browser()
+server = console_server("console-messages", max_upload_bytes=UPLOAD_LIMIT)
 
 
 @pytest.fixture(scope="module")
@@ -66,13 +50,11 @@ def person(server, lfw_people):
 
 
 @pytest.fixture
-def page(browser, server):
-    context, page, errors = new_page(browser, server, 1280, 900)
+def page(page):
+    """Every test here starts signed in with the admin key."""
     sign_in(page)
     page.locator("#app").wait_for()
-    yield page
-    context.close()
-    assert not errors, f"uncaught errors in the page: {errors}"
+    return page
 
 
 def _enrol(page, who: str, person_id: str, photo, **kw) -> str:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import pytest
 
-from service.settings import Settings
 from tests.service.conftest import ADMIN_KEY
-from tests.service.console_browser import launch_browser, new_page, open_tab, run_server, screenshot, sign_in
+from tests.service.console_browser import console_server, new_page, open_tab, screenshot, sign_in
 
 pytestmark = pytest.mark.browser
+pytest_plugins = ["tests.service.console_browser"]
 
 OVERLAPS = """() => {
   const boxes = [...document.querySelectorAll('#view svg.plot text')].map((t) => {
@@ -40,18 +40,7 @@ OUTSIDE = """() => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("console-model")
-    settings = Settings(
-        database_url=f"sqlite:///{tmp / 'gallery.db'}", data_dir=tmp / "var", admin_key=ADMIN_KEY
-    )
-    yield from run_server(settings)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from launch_browser()
+server = console_server("console-model")
 
 
 def _open_model(page) -> None:

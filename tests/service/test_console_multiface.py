@@ -13,15 +13,13 @@ import httpx
 import pytest
 from PIL import Image, ImageFilter
 
-from service.settings import Settings
 from tests.service.conftest import ADMIN_KEY
 from tests.service.console_browser import (
     alert_text,
     choose_photo,
-    launch_browser,
+    console_server,
     new_page,
     open_tab,
-    run_server,
     screenshot,
     side_by_side,
     sign_in,
@@ -29,21 +27,11 @@ from tests.service.console_browser import (
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.lfw]
+pytest_plugins = ["tests.service.console_browser"]
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("console-multiface")
-    settings = Settings(
-        database_url=f"sqlite:///{tmp / 'gallery.db'}", data_dir=tmp / "var", admin_key=ADMIN_KEY
-    )
-    yield from run_server(settings)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from launch_browser()
+server = console_server("console-multiface")
 
 
 @pytest.fixture(scope="module")

@@ -12,20 +12,18 @@ import base64
 import httpx
 import pytest
 
-from service.settings import Settings
 from tests.service.conftest import ADMIN_KEY
 from tests.service.console_browser import (
     alert_text,
-    launch_browser,
-    new_page,
+    console_server,
     open_tab,
-    run_server,
     screenshot,
     sign_in,
     wait_until,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.lfw]
+pytest_plugins = ["tests.service.console_browser"]
 
 # a DataTransfer holding one photo, built in the page (what a drop or a paste hands over)
 DATA_TRANSFER = """([b64, name, type]) => {
@@ -36,28 +34,15 @@ DATA_TRANSFER = """([b64, name, type]) => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("console-small")
-    settings = Settings(
-        database_url=f"sqlite:///{tmp / 'gallery.db'}", data_dir=tmp / "var", admin_key=ADMIN_KEY
-    )
-    yield from run_server(settings)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from launch_browser()
+server = console_server("console-small")
 
 
 @pytest.fixture
-def page(browser, server):
-    context, page, errors = new_page(browser, server, 1280, 900)
+def page(page):
+    """Every test here starts signed in with the admin key."""
     sign_in(page)
     page.locator("#app").wait_for()
-    yield page
-    context.close()
-    assert not errors, f"uncaught errors in the page: {errors}"
+    return page
 
 
 def _transfer(page, photo, name="dropped.jpg"):
