@@ -1,7 +1,9 @@
-// People: a paginated, searchable list with the reference crop; export and delete.
+// People: a paginated, searchable list with the reference crop; suspend or reactivate (PATCH
+// /people/{id}: a suspended person is kept but never matched), export and delete.
 import { blobURL, getJSON, request } from "../api.js";
 import { busy, clear, date, debounce, h } from "../dom.js";
 import { problemView } from "../problem.js";
+import { badge } from "./common.js";
 
 const PAGE = 20;
 
@@ -52,8 +54,13 @@ export function peopleView(ctx) {
     const exportBtn = h("button", { type: "button", class: "secondary" }, "Export");
     exportBtn.addEventListener("click", () => busy(exportBtn, "Exporting…", () => exportPerson(p, out, ctx)));
     const deleteBtn = h("button", { type: "button", class: "danger", onclick: () => remove(p) }, "Delete");
-    const replaced = new Date(p.updated_at) - new Date(p.created_at) > 1000;
-    const updated = replaced ? ` · photo replaced ${date(p.updated_at)}` : "";
+    const suspended = p.status === "suspended";
+    const standingBtn = h("button", { type: "button", class: "secondary" }, suspended ? "Reactivate" : "Suspend");
+    standingBtn.addEventListener("click", () =>
+      busy(standingBtn, suspended ? "Reactivating…" : "Suspending…", () => setStatus(p, suspended ? "active" : "suspended")));
+    // updated_at moves when the photo is replaced and when the person is suspended or reactivated
+    const changed = new Date(p.updated_at) - new Date(p.created_at) > 1000;
+    const updated = changed ? ` · changed ${date(p.updated_at)}` : "";
     return h(
       "li",
       { class: "person", dataset: { personId: p.person_id } },
@@ -61,13 +68,27 @@ export function peopleView(ctx) {
       h(
         "div",
         { class: "who" },
-        h("strong", {}, p.name),
+        h("strong", {}, p.name, " ", standing(p)),
         h("small", {}, h("code", {}, p.person_id)),
         h("small", {}, `enrolled ${date(p.created_at)}${updated}`),
+        suspended && p.suspended_at ? h("small", { class: "standing-note" }, `suspended ${date(p.suspended_at)}: kept, but never matched`) : null,
+        p.expires_at ? h("small", { class: "standing-note" }, `${new Date(p.expires_at) <= new Date() ? "expired" : "expires"} ${date(p.expires_at)}`) : null,
         h("small", {}, "model ", p.model_versions.length ? p.model_versions.map((v) => h("span", { class: "chip" }, v)) : "–"),
       ),
-      h("div", { class: "actions" }, exportBtn, deleteBtn),
+      h("div", { class: "actions" }, standingBtn, exportBtn, deleteBtn),
     );
+  }
+
+  async function setStatus(p, status) {
+    try {
+      await request(`/people/${encodeURIComponent(p.person_id)}`, { method: "PATCH", body: { status } });
+      ctx.toast(status === "suspended"
+        ? `${p.name} (${p.person_id}) is suspended: kept, but not matched by verify or identify until reactivated.`
+        : `${p.name} (${p.person_id}) is active again and can be matched.`);
+      await load(offset);
+    } catch (err) {
+      clear(out, problemView(err));
+    }
   }
 
   async function remove(p) {
@@ -88,6 +109,13 @@ export function peopleView(ctx) {
     dialog.el,
   );
   return { title: "People", el, show: () => load(offset), hide: () => {} };
+}
+
+/** A badge for a person who cannot be matched now (suspended or expired); none for an active one. */
+function standing(p) {
+  if (p.status === "suspended") return badge("suspended", "warn");
+  if (p.matchable === false) return badge("expired", "warn");
+  return null;
 }
 
 async function exportPerson(p, out, ctx) {
