@@ -56,7 +56,7 @@ def test_config_is_valid_with_the_secrets(tmp_path: Path) -> None:
     # the retrain and gpu services only run with their profile
     assert text.count("profiles:") == 2 and "- retrain" in text and "- gpu" in text
     volumes = compose(tmp_path, "config", "--volumes", **SECRETS).stdout.split()
-    assert sorted(volumes) == ["caddy_config", "caddy_data", "models", "pgdata"]
+    assert sorted(volumes) == ["accepted", "caddy_config", "caddy_data", "models", "pgdata"]
 
 
 @pytest.mark.parametrize("missing", sorted(SECRETS))

@@ -196,6 +196,18 @@ def retrain(
             envvar="FACEGATE_SELFTRAIN_DIR", help="probe crops the service kept (service.selftrain)"
         ),
     ] = None,
+    every_hours: Annotated[
+        float,
+        typer.Option(envvar="FACEGATE_RETRAIN_EVERY_HOURS", help="stay up and run every H hours (0: once)"),
+    ] = 0.0,
+    after_enrolments: Annotated[
+        int,
+        typer.Option(
+            envvar="FACEGATE_RETRAIN_AFTER_ENROLMENTS",
+            help="stay up and run once N people were enrolled since the model in use was published (0: off)",
+        ),
+    ] = 0,
+    check_seconds: Annotated[float, typer.Option(help="with a trigger: seconds between checks")] = 300.0,
     selftrain_retention_days: Annotated[
         float,
         typer.Option(
@@ -263,10 +275,25 @@ def retrain(
         selftrain_dir=selftrain_dir,
         selftrain_retention_days=selftrain_retention_days,
     )
-    result = run(opts)
-    typer.echo(json.dumps({"status": result.status, "version": result.version, "reasons": result.reasons,
-                           "report": str(result.report) if result.report else None}, indent=2))  # fmt: skip
-    raise typer.Exit(code=result.exit_code)
+
+    def once() -> int:
+        result = run(opts)
+        typer.echo(json.dumps({"status": result.status, "version": result.version, "reasons": result.reasons,
+                               "report": str(result.report) if result.report else None}, indent=2))  # fmt: skip
+        return result.exit_code
+
+    from training.retrain.trigger import Trigger, enrolled_since, loop
+
+    trigger = Trigger(every_hours=every_hours, after_enrolments=after_enrolments)
+    if not trigger.looping:
+        raise typer.Exit(code=once())
+
+    def published():
+        from service.model_registry import startup_entry
+
+        return startup_entry(models_dir, model).card.published_at
+
+    loop(trigger, once, lambda since: enrolled_since(database_url, since), published, check_seconds)
 
 
 def _adapter_options(loss: str, epochs: int, held_out: float, seed: int, sources: str):

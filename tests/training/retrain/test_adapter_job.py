@@ -191,3 +191,25 @@ def load_card_stub(alignment: Alignment):
     card = Card()
     card.alignment = alignment  # type: ignore[attr-defined]
     return card
+
+
+def test_the_trigger_runs_on_enrolments_since_the_model_and_on_its_schedule(deployment) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from training.retrain.trigger import Trigger, enrolled_since, loop
+
+    _, url, _, _, _ = deployment
+    assert enrolled_since(url, None) == PEOPLE
+    assert enrolled_since(url, datetime.now(timezone.utc) + timedelta(hours=1)) == 0
+    assert not Trigger().looping and Trigger(after_enrolments=5).looping
+    assert Trigger(after_enrolments=5).due(None, 0.0, 4) is None
+    assert "5 people enrolled" in (Trigger(after_enrolments=5).due(None, 0.0, 5) or "")
+    hourly = Trigger(every_hours=1)
+    assert hourly.due(None, 0.0, 0) and hourly.due(0.0, 1800.0, 0) is None and hourly.due(0.0, 3600.0, 0)
+    clock = iter(range(0, 10**6, 600))
+    counts = iter([0, 2, 3, 3, 0, 1])  # enrolments seen at each check; the job resets the count
+    runs: list[int] = []
+    sleeps: list[float] = []
+    n = loop(Trigger(after_enrolments=3), lambda: runs.append(1) or 0, lambda since: next(counts), lambda: None,
+             check_seconds=60, max_runs=1, sleep=sleeps.append, clock=lambda: float(next(clock)))  # fmt: skip
+    assert n == 1 and runs == [1] and sleeps == [60, 60]
