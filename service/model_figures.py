@@ -13,7 +13,8 @@ from service.errors import FigureNotFound, InvalidFigureName
 
 FIGURES = "figures"
 MEDIA_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}\.[A-Za-z]{3,4}$")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}\.([Pp][Nn][Gg]|[Jj][Pp][Ee]?[Gg]|[Ww][Ee][Bb][Pp])$"
+_NAME = re.compile(NAME_PATTERN)
 
 
 def list_figures(model_folder: Path) -> list[str]:
@@ -22,15 +23,13 @@ def list_figures(model_folder: Path) -> list[str]:
     if not folder.is_dir():
         return []
     return sorted(
-        p.name
-        for p in folder.iterdir()
-        if p.is_file() and not p.is_symlink() and _NAME.match(p.name) and p.suffix.lower() in MEDIA_TYPES
+        p.name for p in folder.iterdir() if p.is_file() and not p.is_symlink() and _NAME.match(p.name)
     )
 
 
 def figure_file(model_folder: Path, name: str) -> tuple[Path, str]:
     """The path and media type of figure ``name`` of the model version in ``model_folder``."""
-    if not _NAME.match(name) or Path(name).suffix.lower() not in MEDIA_TYPES:
+    if not _NAME.match(name):
         raise InvalidFigureName(
             f"{name!r} is not a figure file name: one file name (letters, digits, _ and -) ending in "
             f"{', '.join(sorted(MEDIA_TYPES))}, with no folder in it",
