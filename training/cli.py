@@ -188,8 +188,11 @@ def retrain(
     ] = "cosine_contrastive",
     adapter_epochs: Annotated[int, typer.Option(help="adapter: epochs")] = 30,
     sources: Annotated[
-        str, typer.Option(help="adapter: genuine-pair sources, comma-separated: view, extra, selftrain")
-    ] = "view,extra,selftrain",
+        str,
+        typer.Option(
+            help="adapter: genuine-pair sources, comma-separated from view, extra, selftrain; auto: the real photos when there are any, else the views"
+        ),
+    ] = "auto",
     selftrain_dir: Annotated[
         Path | None,
         typer.Option(

@@ -55,14 +55,16 @@ class AdapterOptions:
     lr: float = 1e-3
     noise: float = 0.02
     p: int = 192
-    sources: tuple[str, ...] = SOURCES  # which genuine-pair sources train the adapter
+    # which genuine-pair sources train the adapter; None: the real photos (extra, selftrain) when the
+    # training identities have any, else the augmented views (measured: views dilute real pairs)
+    sources: tuple[str, ...] | None = None
     held_out: float = 0.5  # a share of the identities: enough strangers to set an FPIR 1 % threshold
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"unknown adapter loss {self.loss!r}; valid: {', '.join(LOSSES)}")
-        bad = [s for s in self.sources if s not in SOURCES]
+        bad = [s for s in self.sources or () if s not in SOURCES]
         if bad:
             raise ValueError(f"unknown pair source {bad[0]!r}; valid: {', '.join(SOURCES)}")
 
@@ -141,6 +143,14 @@ def split(org: OrgEmbeddings, fraction: float, seed: int) -> Split:
     return Split(train, held_out, sorted(set(train.ids.tolist())), held_set.tolist())
 
 
+def chosen_sources(data: OrgEmbeddings, sources: tuple[str, ...] | None) -> tuple[str, ...]:
+    """``sources``, or when None the real photos if the training rows hold any, else the views."""
+    if sources is not None:
+        return sources
+    real = tuple(s for s in ("extra", "selftrain") if (data.source == s).any())
+    return real or ("view",)
+
+
 def train_rows(data: OrgEmbeddings, sources: tuple[str, ...]) -> OrgEmbeddings:
     """The training rows: every reference and the rows of the chosen sources."""
     return data.take((data.source == REFERENCE) | np.isin(data.source, list(sources)))
@@ -196,6 +206,7 @@ class Outcome:
     org: Interval
     lfw: Interval | None
     decision: Decision
+    sources: tuple[str, ...] = ()
     epochs: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
@@ -205,6 +216,7 @@ class Outcome:
             "reasons": self.decision.reasons,
             "organisation": self.org.as_dict(),
             "lfw_view1": self.lfw.as_dict() if self.lfw else None,
+            "sources": list(self.sources),
             "train": self.split.train.counts(),
             "held_out": self.split.held_out.counts(),
         }
@@ -215,7 +227,8 @@ def train_and_gate(org: OrgEmbeddings, lfw: LfwPairs | None, opts: AdapterOption
     after, decide. ``corrupt`` (tests and the refused demonstration only) may change the trained
     adapter before it is judged."""
     parts = split(org, opts.held_out, opts.seed)
-    adapter, epochs = fit(train_rows(parts.train, opts.sources), opts)
+    sources = chosen_sources(parts.train, opts.sources)
+    adapter, epochs = fit(train_rows(parts.train, sources), opts)
     if corrupt is not None:
         corrupt(adapter)
     after = transform(adapter)
@@ -230,7 +243,7 @@ def train_and_gate(org: OrgEmbeddings, lfw: LfwPairs | None, opts: AdapterOption
         lfw_iv = pair_accuracy_interval(
             pair_cosines(unchanged, lfw), pair_cosines(after, lfw), lfw.same, opts.seed
         )
-    return Outcome(adapter, parts, org_iv, lfw_iv, statistical_gate(org_iv, lfw_iv), epochs)
+    return Outcome(adapter, parts, org_iv, lfw_iv, statistical_gate(org_iv, lfw_iv), sources, epochs)
 
 
 def calibration_pairs(held: OpenSetSplit, f) -> tuple[np.ndarray, np.ndarray]:

@@ -153,3 +153,36 @@ def test_open_set_split_without_real_second_photos_uses_augmented_views() -> Non
     parts = split(OrgEmbeddings.concat([org, views]), 0.5, seed=0)
     assert isinstance(parts.held_out, OpenSetSplit) and parts.held_out.probe_kind == "augmented views"
     assert len(parts.held_out.probes) == len(parts.held_out.gallery)
+
+
+def test_the_shipped_sface_model_composed_with_an_adapter_matches_torch(tmp_path) -> None:
+    from pathlib import Path
+
+    from service.model_card import load_card
+    from service.model_registry import derived_card
+    from training.export.adapter_export import parity, write_adapted_model
+    from training.science.adapter import ResidualAdapter
+
+    base = Path(__file__).resolve().parents[3] / "models" / "sface"
+    if not (base / "model.json").is_file():
+        pytest.skip("models/sface is not in this checkout")
+    card = load_card(base)
+    torch.manual_seed(0)
+    adapter = ResidualAdapter(card.embedding_dim, 64)
+    with torch.no_grad():
+        adapter.fc2.weight.normal_(0, 0.1)  # not the identity it starts as
+    write_adapted_model(base, card, adapter, tmp_path / "adapted", derived_card(card, "sface-test-ad"))
+    crops = np.random.default_rng(0).integers(0, 256, (6, *card.input.size[::-1], 3), dtype=np.uint8)
+    assert load_card(tmp_path / "adapted").sha256 != card.sha256
+    assert parity(tmp_path / "adapted", base, adapter, crops) > 0.9999
+
+
+def test_sources_default_to_the_real_photos_and_fall_back_to_the_views() -> None:
+    from training.retrain.adapter import chosen_sources
+
+    org = synthetic_org(people=10)
+    assert chosen_sources(org, None) == ("extra",)
+    assert chosen_sources(org, ("view", "extra")) == ("view", "extra")
+    refs = org.take(org.source == "reference")
+    views = OrgEmbeddings(refs.emb, refs.ids, np.full(len(refs.ids), "view"))
+    assert chosen_sources(OrgEmbeddings.concat([refs, views]), None) == ("view",)
