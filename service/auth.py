@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.collection_index import NAME_PATTERN
 from service.errors import LastAdminKey, NotFound, OwnKey
 from service.gallery.db import write_session
 from service.gallery.tables import ApiKey, AuditEvent, as_utc, utcnow
@@ -35,6 +37,7 @@ MIN_CHOSEN_KEY_LEN = 32
 MAX_KEY_LEN = 256
 MAX_NAME = 100
 _TOUCH_EVERY = timedelta(minutes=1)  # last_used_at is written at most this often per key
+_COLLECTION = re.compile(NAME_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class KeyRecord:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    collection: str | None = None  # bound: searches only this collection
 
     @property
     def active(self) -> bool:
@@ -98,6 +102,7 @@ def _record(k: ApiKey) -> KeyRecord:
         created_at=as_utc(k.created_at),
         last_used_at=_opt(k.last_used_at),
         revoked_at=_opt(k.revoked_at),
+        collection=k.collection,
     )
 
 
@@ -105,13 +110,17 @@ class KeyStore:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
 
-    def create(self, name: str, scopes: set[str], audit: AuditEvent | None = None) -> tuple[str, KeyRecord]:
+    def create(
+        self, name: str, scopes: set[str], audit: AuditEvent | None = None, collection: str | None = None
+    ) -> tuple[str, KeyRecord]:
         """A new key; its plaintext is returned here and never again. ``audit`` is committed with
-        it (its detail gains the new key's id)."""
+        it (its detail gains the new key's id). ``collection`` binds it to one collection."""
         wanted, name = validate_scopes(scopes), _name(name)
+        if collection is not None and not _COLLECTION.match(collection):
+            raise ValueError(f"collection {collection!r} is not a valid collection name")
         plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
         with write_session(self.sessions) as s:
-            record = self._insert(s, plaintext, plaintext[:PREFIX_LEN], name, wanted)
+            record = self._insert(s, plaintext, plaintext[:PREFIX_LEN], name, wanted, collection)
             if audit is not None:
                 audit.detail = {**(audit.detail or {}), "key_id": record.id}
                 s.add(audit)
@@ -141,13 +150,21 @@ class KeyStore:
         return record
 
     @staticmethod
-    def _insert(s: Session, plaintext: str, prefix: str, name: str, scopes: frozenset[str]) -> KeyRecord:
+    def _insert(
+        s: Session,
+        plaintext: str,
+        prefix: str,
+        name: str,
+        scopes: frozenset[str],
+        collection: str | None = None,
+    ) -> KeyRecord:
         key = ApiKey(
             name=name,
             prefix=prefix,
             key_hash=hash_key(plaintext),
             scopes=",".join(sorted(scopes)),
             created_at=utcnow(),
+            collection=collection,
         )
         s.add(key)
         s.flush()

@@ -122,6 +122,23 @@ class FaceIndex:
         with self._lock:
             return set(self._ids)
 
+    def serialize(self) -> bytes:
+        """The whole index as bytes (FAISS's own format: ids and vectors), for a snapshot."""
+        with self._lock:
+            return faiss.serialize_index(self._index).tobytes()
+
+    def restore(self, data: bytes) -> None:
+        """Replace the content with a ``serialize`` result (checked first, then swapped in)."""
+        fresh = faiss.deserialize_index(np.frombuffer(data, np.uint8))
+        if not isinstance(fresh, faiss.IndexIDMap2) or fresh.d != self.dim:
+            raise ValueError(f"not an exact {self.dim}-dimensional FaceIndex")
+        ids = faiss.vector_to_array(fresh.id_map)
+        if len(ids) != fresh.ntotal or len(np.unique(ids)) != len(ids):
+            raise ValueError("the index's ids do not match its vectors")
+        with self._lock:
+            self._index = fresh
+            self._ids = set(ids.tolist())
+
     def __len__(self) -> int:
         with self._lock:
             return int(self._index.ntotal)

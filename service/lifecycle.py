@@ -56,6 +56,7 @@ from service.pipeline.pipeline import FacePipeline
 from service.recognition import Recognizer
 from service.replication import ChangeFeed
 from service.settings import Settings
+from service.snapshot import IndexSnapshots, StartResult
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,7 @@ class ModelLifecycle:
         detector: FaceDetector,
         providers: list[str] | None,
         feed: ChangeFeed,
+        snapshots: IndexSnapshots | None = None,
     ) -> None:
         self.settings = settings
         self.models_dir = Path(settings.models_dir)
@@ -112,6 +114,8 @@ class ModelLifecycle:
         self.detector = detector
         self.providers = providers
         self.feed = feed
+        self.snapshots = snapshots  # start-up from an index snapshot (service.snapshot)
+        self.started_from: StartResult | None = None
         self._lock = threading.Lock()
         self._current: Recognizer[SyncedGallery] | None = None
         self._entry: ModelEntry | None = None
@@ -143,7 +147,10 @@ class ModelLifecycle:
         """Load the start-up version (``active.json``, else ``FACEGATE_MODEL``) and its gallery."""
         entry = startup_entry(self.models_dir, self.settings.model)
         rec = self.build(entry)
-        rec.gallery.load()
+        if self.snapshots is not None:
+            self.started_from = self.snapshots.start(rec.gallery, self.feed, rec.card.sha256)
+        else:
+            rec.gallery.load()
         embedded = rec.gallery.backfill()
         self._current, self._entry = rec, entry
         self._seen = set(scan(self.models_dir))

@@ -13,7 +13,7 @@ from PIL import Image
 from service import bursts
 from service.decisions import Scored, Threshold, identify_outcome, identify_threshold, verify_threshold
 from service.errors import DuplicateFace, InvalidRequest, LowQuality, NoFace, ThresholdNotAllowed
-from service.gallery import audit, status
+from service.gallery import audit, membership, status
 from service.gallery.audit import Caller
 from service.gallery.gallery import Gallery
 from service.gallery.records import PersonRecord
@@ -52,6 +52,7 @@ def person_out(record: PersonRecord) -> PersonOut:
         suspended_at=record.suspended_at,
         expires_at=record.expires_at,
         matchable=record.status == "active" and not expired,
+        collections=list(record.collections),
     )
 
 
@@ -136,14 +137,29 @@ class Recognizer(Generic[GalleryT]):
         number, photo, _ = found[bursts.best_frame([m for _, _, m in found], medium)]
         return photo, number
 
-    def _scored(self, face: EmbeddedFace, k: int) -> list[Scored]:
+    def _scored(self, face: EmbeddedFace, k: int, collections: tuple[str, ...]) -> list[Scored]:
         cal = self.card.calibration
         return [
             Scored(c.person_id, c.name, c.similarity, cal.score(c.similarity))
-            for c in self.gallery.search(face.embedding, k)
+            for c in self.gallery.search(face.embedding, k, collections)
         ]
 
+    def _searched(self, named: list[str] | None, caller: Caller) -> tuple[str, ...]:
+        """The collections a request searches (``membership.searched``)."""
+        return membership.searched(named, caller.collection, self.gallery.knows_collection)
+
+    def edit_collections(
+        self, person_id: str, add: list[str], remove: list[str], caller: Caller
+    ) -> PersonRecord:
+        """Add the person to or remove them from collections (a bound key: its own only), audited."""
+        membership.check_editable([*add, *remove], caller.collection)
+        return self.gallery.edit_collections(
+            person_id, add, remove, audit.row(caller, "person_update", model_version=self.version)
+        )
+
     def enroll(self, data: bytes, opts: EnrollOptions, caller: Caller) -> EnrollOut:
+        named = opts.named()
+        membership.check_editable(named or (), caller.collection)  # refused before any work
         selection = FaceSelection(opts.face_selection)
         photo = self._process(data, selection, opts.face_index)
         face = photo.faces[0]
@@ -158,7 +174,7 @@ class Recognizer(Generic[GalleryT]):
                 face=face.face.to_dict(),
             )
         if not opts.allow_duplicate:
-            self._refuse_duplicate(face, opts.person_id)
+            self._refuse_duplicate(face, opts.person_id, tuple(named or (caller.collection or "default",)))
         canvas = self.pipeline.canvas(photo, face.face)  # stored: any later model's crop is cut from it
         record = self.gallery.enroll(
             person_id=opts.person_id,
@@ -175,6 +191,8 @@ class Recognizer(Generic[GalleryT]):
             photo_sha256=hashlib.sha256(data).hexdigest(),
             embedding=face.embedding,
             replace=opts.replace,
+            collections=named,
+            new_collections=[caller.collection] if caller.collection else None,
             audit=audit.row(
                 caller, "enroll", model_version=self.version, detail={"quality": quality.to_dict()}
             ),
@@ -199,15 +217,19 @@ class Recognizer(Generic[GalleryT]):
         """Everything stored about the person (a data-subject access request), audited."""
         return self.gallery.export(person_id, audit.row(caller, "export", model_version=self.version))
 
-    def _refuse_duplicate(self, face: EmbeddedFace, person_id: str | None) -> None:
-        """Raise ``DuplicateFace`` when the face matches someone else enrolled.
+    def _refuse_duplicate(
+        self, face: EmbeddedFace, person_id: str | None, collections: tuple[str, ...]
+    ) -> None:
+        """Raise ``DuplicateFace`` when the face matches someone else enrolled in ``collections``.
 
         Looking for this face among everyone enrolled is a 1:N search, so it takes /identify's
         threshold for the current gallery size (``identify_threshold``): a distinct person is
         refused with the false-positive identification rate FACEGATE_TARGET_FPIR, whatever N is.
         """
-        threshold = identify_threshold(self.card.calibration, self.settings.target_fpir, self.gallery.size())
-        for hit in self._scored(face, 2):
+        threshold = identify_threshold(
+            self.card.calibration, self.settings.target_fpir, self.gallery.size(collections)
+        )
+        for hit in self._scored(face, 2, collections):
             if hit.person_id != person_id and hit.score >= threshold.score:
                 raise DuplicateFace(
                     f"this face already matches {hit.person_id} ({hit.name}) with score {hit.score:.3f} "
@@ -224,6 +246,13 @@ class Recognizer(Generic[GalleryT]):
         """Is the photo (or the best frame of a burst of 2 to 5) the enrolled ``person_id``?"""
         frames = [data] if isinstance(data, bytes) else data
         reference = self.gallery.embedding_of(opts.person_id)  # PersonNotFound before any work
+        if caller.collection is not None and caller.collection not in self.gallery.collections_of(
+            opts.person_id
+        ):
+            raise membership.CollectionForbidden(
+                f"this key is bound to collection {caller.collection!r}, which {opts.person_id!r} is not in",
+                collection=caller.collection,
+            )
         self._refuse_unmatchable(opts.person_id, caller)
         photo, frame = self._burst(frames, FaceSelection.largest, opts.face_index)
         face = photo.faces[0]
@@ -336,13 +365,14 @@ class Recognizer(Generic[GalleryT]):
     def identify(self, data: bytes | list[bytes], opts: IdentifyOptions, caller: Caller) -> IdentifyOut:
         """Who is in the photo (or in the best frame of a burst of 2 to 5), if anyone?"""
         frames = [data] if isinstance(data, bytes) else data
+        searched = self._searched(opts.named(), caller)  # refused before any work
         photo, frame = self._burst(frames, opts.face_selection, opts.face_index)
-        size = self.gallery.size()
+        size = self.gallery.size(searched)
         threshold = identify_threshold(self.card.calibration, self.settings.target_fpir, size)
         k = opts.top_k or self.settings.top_k
         answers: list[IdentifyFaceOut] = []
         for face in photo.faces:
-            scored = self._scored(face, k)
+            scored = self._scored(face, k, searched)
             result = identify_outcome(scored, threshold, self.settings.ambiguity_margin)
             best = scored[0] if scored else None
             candidates = [
@@ -382,6 +412,7 @@ class Recognizer(Generic[GalleryT]):
                 "faces_found": len(photo.detected),
                 "face_index": first.face_index,
                 "gallery_size": size,
+                "collections": list(searched),
                 "frames": len(frames),
                 "frame": frame,
             },
@@ -402,6 +433,7 @@ class Recognizer(Generic[GalleryT]):
             threshold_similarity=threshold.similarity,
             threshold_basis=threshold.basis,
             gallery_size=size,
+            collections=list(searched),
             model_version=self.version,
             candidates=first.candidates,
             face=first.face,

@@ -22,6 +22,7 @@ from service.pipeline.runtime import choose_providers
 from service.recognition import Recognizer
 from service.replication import ChangeFeed, Replicator
 from service.settings import Settings
+from service.snapshot import IndexSnapshots, SnapshotSaver
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class AppState:
     replicator: Replicator
     readiness: ReadinessProbe
     consistency: ConsistencyWatch
+    snapshots: SnapshotSaver | None = None
 
     @property
     def recognizer(self) -> Recognizer:
@@ -54,8 +56,15 @@ class AppState:
 
     def close(self) -> None:
         self.consistency.stop()
+        if self.snapshots is not None:
+            self.snapshots.stop()
         self.replicator.stop()
         self.lifecycle.close()
+        if self.snapshots is not None:
+            try:  # the next start loads it instead of rebuilding the index
+                self.snapshots.save()
+            except Exception:
+                log.warning("saving the index snapshot at shutdown failed", exc_info=True)
         self.engine.dispose()
 
 
@@ -87,7 +96,8 @@ def build_state(settings: Settings, metrics: Metrics) -> AppState:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url)
     migrate(engine)
-    sessions = session_factory(engine, TemplateCipher.from_setting(settings.encryption_keys))
+    cipher = TemplateCipher.from_setting(settings.encryption_keys)
+    sessions = session_factory(engine, cipher)
     check_keys(sessions)  # templates sealed with a key that is not configured (or is wrong): no start
     keys = KeyStore(sessions)
     created = ensure_keys(keys, settings)
@@ -102,13 +112,28 @@ def build_state(settings: Settings, metrics: Metrics) -> AppState:
     )
     feed = ChangeFeed(sessions)
     position = feed.position()  # before loading: later changes are replayed (refresh is idempotent)
-    lifecycle = ModelLifecycle(settings, metrics, sessions, detector, providers, feed)
+    store = None
+    if settings.index_snapshots:
+        store = IndexSnapshots(settings.index_snapshot_dir or settings.data_dir / "index-snapshots", cipher)
+    lifecycle = ModelLifecycle(settings, metrics, sessions, detector, providers, feed, store)
     lifecycle.start()
     replicator = Replicator(feed, lifecycle.apply_changes, settings.sync_interval, position, metrics)
     replicator.start()
+    saver = None
+    if store is not None:
+        saver = SnapshotSaver(
+            store,
+            lambda: (lifecycle.current.gallery, lifecycle.current.card.sha256),
+            lambda: replicator.position,
+            feed,
+            settings.index_snapshot_interval,
+        )
+        saver.start()
     readiness = ReadinessProbe(feed, replicator)
     consistency = ConsistencyWatch(
         lambda: lifecycle.current.gallery, metrics, settings.consistency_interval, replicator.poll_once
     )
     consistency.start()
-    return AppState(settings, metrics, engine, sessions, keys, lifecycle, replicator, readiness, consistency)
+    return AppState(
+        settings, metrics, engine, sessions, keys, lifecycle, replicator, readiness, consistency, saver
+    )

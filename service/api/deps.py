@@ -70,7 +70,7 @@ def require(scope: str | None):
     def dependency(request: Request, state: StateDep) -> Caller:
         key = request.scope.get(AUTHENTICATED) or authenticate(state.keys, request.headers)
         check_scope(key, scope)
-        return Caller(key.id, key.name, key.scopes)
+        return Caller(key.id, key.name, key.scopes, key.collection)
 
     return dependency
 

@@ -55,6 +55,7 @@ class Caller:
     key_id: int | None
     key_name: str
     scopes: frozenset[str]
+    collection: str | None = None  # the collection the key is bound to (service.collection_index)
 
     @property
     def is_admin(self) -> bool:

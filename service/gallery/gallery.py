@@ -6,18 +6,30 @@ import json
 import logging
 import threading
 import uuid
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from service.collection_index import DEFAULT_ONLY, CollectionIndex, memberships
 from service.errors import AlreadyEnrolled, InvalidRequest, PersonNotFound
-from service.gallery import cipher, queries, status
+from service.gallery import cipher, membership, queries, status
 from service.gallery.consistency import ConsistencyReport, compare
 from service.gallery.db import write_session
 from service.gallery.records import Candidate, PersonRecord
-from service.gallery.tables import CROP_KINDS, AuditEvent, ChangeLog, Embedding, Person, ReferenceCrop, utcnow
+from service.gallery.tables import (
+    CROP_KINDS,
+    AuditEvent,
+    ChangeLog,
+    CollectionMember,
+    Embedding,
+    Person,
+    ReferenceCrop,
+    utcnow,
+)
 from service.index import FaceIndex
 
 log = logging.getLogger(__name__)
@@ -39,6 +51,16 @@ def _text(value: str, what: str, limit: int) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class GalleryImage:
+    """A gallery's in-memory state, for an index snapshot (``service.snapshot``)."""
+
+    indexes: dict[str, bytes]  # collection -> FaceIndex.serialize()
+    ids: np.ndarray  # embedding ids, int64
+    person_ids: list[str]  # of each id
+    names: list[str]
+
+
 class Gallery:
     """Enrolled people for one model version.
 
@@ -46,11 +68,16 @@ class Gallery:
     processes). Each commits to the database first and then updates the index; should the index
     update fail, the index is rebuilt from the database, so the two never stay apart. Reads
     (``search``, ``embedding_of``, ``size``) use the index and in-memory maps only.
+
+    The index is a ``CollectionIndex``: one exact index per collection (a plain ``FaceIndex``
+    passed in becomes the ``default`` collection's).
     """
 
-    def __init__(self, session_factory: sessionmaker[Session], index: FaceIndex, model_version: str) -> None:
+    def __init__(
+        self, session_factory: sessionmaker[Session], index: FaceIndex | CollectionIndex, model_version: str
+    ) -> None:
         self.session_factory = session_factory
-        self.index = index
+        self.index = index if isinstance(index, CollectionIndex) else CollectionIndex(index)
         self.model_version = model_version
         self._write = threading.Lock()
         self._by_id: dict[int, tuple[str, str]] = {}  # embedding id -> (person_id, name)
@@ -75,6 +102,8 @@ class Gallery:
                 .order_by(Embedding.id)
             ).all()
             standings = status.read_all(s)
+            members = membership.read(s)
+            names = membership.all_names(s)
         opened = cipher.of(s)  # stored sealed when encryption is on; the index holds them in clear
         vectors = [
             np.frombuffer(opened.open_vector(r.vector, r.person_pk, self.model_version), np.float32)
@@ -85,13 +114,51 @@ class Gallery:
                 f"stored embeddings for {self.model_version} do not have {self.index.dim} dimensions"
             )
         stacked = np.stack(vectors) if vectors else np.zeros((0, self.index.dim), np.float32)
-        self.index.rebuild([r.id for r in rows], stacked)
+        self.index.declare(names)
+        self.index.rebuild(
+            [r.id for r in rows], stacked, [members.get(r.person_pk, DEFAULT_ONLY) for r in rows]
+        )
         self._by_id = {r.id: (r.person_id, r.name) for r in rows}
         self._by_person = {r.person_id: r.id for r in rows}
         self.availability.reset(standings)
         self._stale = False
         log.debug("gallery %s: %d embeddings indexed", self.model_version, len(rows))
         return len(rows)
+
+    def image(self) -> GalleryImage:
+        """What a snapshot holds: every collection's index and who each embedding is (under the
+        write lock, so a snapshot is one state of the gallery)."""
+        with self._write:
+            if self._stale:
+                raise RuntimeError("the index is stale: rebuild it before taking a snapshot")
+            return GalleryImage(
+                self.index.serialize(),
+                np.fromiter(self._by_id.keys(), np.int64, len(self._by_id)),
+                [who[0] for who in self._by_id.values()],
+                [who[1] for who in self._by_id.values()],
+            )
+
+    def adopt(self, image: GalleryImage) -> None:
+        """Take the index and maps from a snapshot (``image``) instead of the database;
+        suspensions and expiries are read from the database. Changes since the snapshot are the
+        caller's to replay (``SyncedGallery.refresh``)."""
+        if not len(image.ids) == len(image.person_ids) == len(image.names):
+            raise ValueError("the snapshot's ids, person ids and names differ in length")
+        with self._write:
+            self._stale = True
+            with self.session_factory() as s:
+                standings = status.read_all(s)
+                names = membership.all_names(s)
+            self.index.restore(image.indexes)
+            self.index.declare(names)
+            ids = image.ids.tolist()
+            if set(ids) != self.index.ids():
+                self._stale = True
+                raise ValueError("the snapshot's people do not match its index")
+            self._by_id = dict(zip(ids, zip(image.person_ids, image.names)))
+            self._by_person = {pid: i for i, pid in zip(ids, image.person_ids)}
+            self.availability.reset(standings)
+            self._stale = False
 
     # ---- writes ----
 
@@ -108,6 +175,8 @@ class Gallery:
         crop_size: tuple[int, int] | None = None,
         crop_kind: str = "chip",
         audit: AuditEvent | None = None,
+        collections: Sequence[str] | None = None,
+        new_collections: Sequence[str] | None = None,
     ) -> PersonRecord:
         """Store a person (``person_id`` None: a new uuid4 hex) with the aligned reference crop and
         its embedding. An existing person raises AlreadyEnrolled unless ``replace``, which swaps
@@ -116,7 +185,9 @@ class Gallery:
         model's own crop; ``canvas``: the model-independent canvas, see ``ReferenceCrop``).
         ``audit`` is committed in the same transaction, with the stored person's id and the action
         ``replace`` when an existing person was replaced: no write without its audit row.
-        Nothing is stored when anything is invalid."""
+        ``collections``: the person's collections (None: ``new_collections`` for a new person,
+        else ``default``; a replaced person's are unchanged). Nothing is stored when anything is
+        invalid."""
         vector = np.asarray(embedding, dtype=np.float32)
         if vector.shape != (self.index.dim,) or not np.isfinite(vector).all():
             raise ValueError(f"embedding must be {self.index.dim} finite numbers, got shape {vector.shape}")
@@ -131,6 +202,8 @@ class Gallery:
             json.dumps(face_meta)  # fail here, before any write
         except (TypeError, ValueError) as exc:
             raise ValueError(f"face_meta must be JSON-serialisable: {exc}") from exc
+        for c in [*(collections or ()), *(new_collections or ())]:
+            membership.check_name(c, "collections")
         with self._write:
             self._reload_if_stale()
             with write_session(self.session_factory) as s:
@@ -153,6 +226,12 @@ class Gallery:
                     person = Person(person_id=pid, name=name, created_at=now, updated_at=now)
                     s.add(person)
                     s.flush()
+                if collections is None and not replaced and new_collections is not None:
+                    collections = new_collections
+                if collections is not None:
+                    groups = membership.write(s, person.id, collections)
+                else:
+                    groups = memberships(membership.read(s, [person.id]).get(person.id))
                 if person.crop is None:
                     person.crop = ReferenceCrop(person_pk=person.id)
                 sealed_crop = cipher.of(s).seal_crop(crop_png, person.id)
@@ -177,10 +256,10 @@ class Gallery:
                         audit.action = "replace"
                     s.add(audit)
                 s.flush()
-                s.expire(person, ["embeddings"])
+                s.expire(person, ["embeddings", "collections"])
                 record = queries.to_record(person, replaced=replaced)
                 self._commit(s)
-            self._update_index(old_ids, (emb.id, vector), pid, name)
+            self._update_index(old_ids, (emb.id, vector), pid, name, groups)
             if not replaced:  # a new person is active; a replaced one keeps their status
                 self.availability.update(pid, None)
         log.debug("enrolled %s (replaced: %s)", pid, record.replaced)
@@ -198,6 +277,7 @@ class Gallery:
                 ids = self._embedding_ids(s, pk)
                 s.execute(delete(Embedding).where(Embedding.person_pk == pk))
                 s.execute(delete(ReferenceCrop).where(ReferenceCrop.person_pk == pk))
+                s.execute(delete(CollectionMember).where(CollectionMember.person_pk == pk))
                 s.execute(delete(Person).where(Person.id == pk))
                 s.add(ChangeLog(op="delete", person_id=person_id))
                 if audit is not None:
@@ -222,6 +302,37 @@ class Gallery:
             self.availability.update(person_id, standing)
         return record
 
+    def edit_collections(
+        self,
+        person_id: str,
+        add: Iterable[str] = (),
+        remove: Iterable[str] = (),
+        audit: AuditEvent | None = None,
+    ) -> PersonRecord:
+        """Add the person to and remove them from collections, with a change-log row (replicas
+        re-read the membership) and ``audit`` in the same transaction."""
+        add, remove = [membership.check_name(n) for n in add], [membership.check_name(n) for n in remove]
+        with self._write:
+            self._reload_if_stale()
+            with write_session(self.session_factory) as s:
+                pk = s.scalar(select(Person.id).where(Person.person_id == queries.lookup_id(person_id)))
+                if pk is None:
+                    raise queries.not_found(person_id)
+                current = memberships(membership.read(s, [pk]).get(pk))
+                after = membership.edited(current, add, remove, person_id)
+                membership.write(s, pk, after)
+                s.add(ChangeLog(op="upsert", person_id=person_id))
+                if audit is not None:
+                    audit.person_id = person_id
+                    audit.detail = {**(audit.detail or {}), "collections": sorted(after)}
+                    s.add(audit)
+                record = queries.get_record(s, person_id)
+                self._commit(s)
+            eid = self._by_person.get(person_id)
+            if eid is not None:
+                self.index.move(eid, after)
+        return record
+
     def _embedding_ids(self, s: Session, person_pk: int) -> list[int]:
         return list(
             s.scalars(
@@ -242,7 +353,12 @@ class Gallery:
             raise
 
     def _update_index(
-        self, remove: list[int], add: tuple[int, np.ndarray] | None, pid: str, name: str | None
+        self,
+        remove: list[int],
+        add: tuple[int, np.ndarray] | None,
+        pid: str,
+        name: str | None,
+        groups: frozenset[str] = DEFAULT_ONLY,
     ) -> None:
         try:
             if remove:
@@ -251,7 +367,7 @@ class Gallery:
                     self._by_id.pop(i, None)
                 self._by_person.pop(pid, None)
             if add is not None:
-                self.index.add([add[0]], add[1][None, :])
+                self.index.add([add[0]], add[1][None, :], [groups])
                 self._by_id[add[0]] = (pid, name or pid)
                 self._by_person[pid] = add[0]
         except Exception:
@@ -276,10 +392,23 @@ class Gallery:
         with self.session_factory() as s:
             return queries.get_record(s, person_id)
 
-    def page(self, offset: int, limit: int, query: str | None) -> tuple[list[PersonRecord], int]:
-        """Up to ``limit`` people from ``offset``, matching ``query`` when given, and the total matching."""
+    def page(
+        self, offset: int, limit: int, query: str | None, collection: str | None = None
+    ) -> tuple[list[PersonRecord], int]:
+        """Up to ``limit`` people from ``offset``, matching ``query`` and in ``collection`` when
+        given, and the total matching."""
         with self.session_factory() as s:
-            return queries.list_records(s, offset, limit, query)
+            return queries.list_records(s, offset, limit, query, collection)
+
+    def collection_sizes(self) -> dict[str, tuple[int, int]]:
+        """{collection: (people stored in it, people it searches now: its 1:N N)}."""
+        with self.session_factory() as s:
+            stored = membership.stored_sizes(s)
+        names = set(stored) | set(self.index.names())
+        return {n: (stored.get(n, 0), self.size([n])) for n in sorted(names)}
+
+    def knows_collection(self, name: str) -> bool:
+        return self.index.knows(name)
 
     def crop(self, person_id: str) -> bytes:
         with self.session_factory() as s:
@@ -303,11 +432,15 @@ class Gallery:
             raise queries.not_found(person_id)
         return vector
 
-    def search(self, vector: np.ndarray, k: int) -> list[Candidate]:
-        """Up to ``k`` people, best first, one entry per person."""
+    def search(
+        self, vector: np.ndarray, k: int, collections: Collection[str] | None = None
+    ) -> list[Candidate]:
+        """Up to ``k`` people of ``collections`` (None: ``default``), best first, one entry per person."""
         blocked = self.availability.blocked()
         exclude = [e for e in map(self._by_person.get, blocked) if e is not None]
-        sims, ids = self.index.search(np.asarray(vector, np.float32).reshape(1, -1), k, exclude)
+        sims, ids = self.index.search(
+            np.asarray(vector, np.float32).reshape(1, -1), k, exclude, collections or DEFAULT_ONLY
+        )
         out: list[Candidate] = []
         seen: set[str] = set()
         for sim, i in zip(sims[0].tolist(), ids[0].tolist()):
@@ -317,11 +450,19 @@ class Gallery:
                 out.append(Candidate(who[0], who[1], sim))
         return out
 
-    def size(self) -> int:
+    def size(self, collections: Collection[str] | None = None) -> int:
         """People with an embedding for this model version who may be matched now (not suspended,
-        not expired): the N of the 1:N threshold."""
+        not expired), in any of ``collections`` (None: everyone): the N of the 1:N threshold."""
         blocked = self.availability.blocked()
-        return len(self._by_person) - sum(1 for p in blocked if p in self._by_person)
+        if collections is None:
+            return len(self._by_person) - sum(1 for p in blocked if p in self._by_person)
+        held = [e for e in map(self._by_person.get, blocked) if e is not None]
+        return self.index.count(collections) - self.index.count(collections, among=held)
+
+    def collections_of(self, person_id: str) -> frozenset[str]:
+        """The collections the person is indexed in (empty when not indexed)."""
+        eid = self._by_person.get(person_id)
+        return frozenset() if eid is None else self.index.collections_of(eid)
 
     @property
     def stale(self) -> bool:

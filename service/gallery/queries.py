@@ -9,8 +9,9 @@ import numpy as np
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
+from service.collection_index import memberships
 from service.errors import InvalidRequest, PersonNotFound
-from service.gallery import cipher, search
+from service.gallery import cipher, membership, search
 from service.gallery.records import PersonRecord
 from service.gallery.tables import AuditEvent, ChangeLog, Embedding, Person, ReferenceCrop, as_utc
 
@@ -18,6 +19,7 @@ from service.gallery.tables import AuditEvent, ChangeLog, Embedding, Person, Ref
 _RECORD_LOAD = (
     selectinload(Person.embeddings).load_only(Embedding.model_version),
     selectinload(Person.crop).load_only(ReferenceCrop.width, ReferenceCrop.height),
+    selectinload(Person.collections),
 )
 
 
@@ -48,6 +50,7 @@ def to_record(p: Person, replaced: bool = False) -> PersonRecord:
         status=p.status or "active",
         suspended_at=None if p.suspended_at is None else as_utc(p.suspended_at),
         expires_at=None if p.expires_at is None else as_utc(p.expires_at),
+        collections=tuple(sorted(memberships(c.name for c in p.collections))),
     )
 
 
@@ -58,15 +61,19 @@ def get_record(s: Session, person_id: str) -> PersonRecord:
     return to_record(person)
 
 
-def list_records(s: Session, offset: int, limit: int, query: str | None) -> tuple[list[PersonRecord], int]:
+def list_records(
+    s: Session, offset: int, limit: int, query: str | None, collection: str | None = None
+) -> tuple[list[PersonRecord], int]:
     """A page ordered by (created_at, person_id) and the total count; ``query`` matches a
     substring of the name or person_id, ignoring case and accents (``search.fold``: "chavez" finds
-    "Hugo Chávez"; ``%`` and ``_`` are literal)."""
+    "Hugo Chávez"; ``%`` and ``_`` are literal); ``collection`` keeps its members only."""
     if offset < 0 or limit < 0:
         raise ValueError(f"offset and limit must be non-negative, got {offset}, {limit}")
     if query and "\x00" in query:
         raise InvalidRequest("the search text must not contain NUL characters", field="q")
     stmt = select(Person)
+    if collection is not None:
+        stmt = stmt.where(membership.member_filter(s, membership.check_name(collection)))
     if query:
         q = search.fold(query)
         stmt = stmt.where(
@@ -105,7 +112,7 @@ def export_person(s: Session, person_id: str) -> dict[str, Any]:
     p = s.scalar(
         select(Person)
         .where(Person.person_id == lookup_id(person_id))
-        .options(selectinload(Person.embeddings), selectinload(Person.crop))
+        .options(selectinload(Person.embeddings), selectinload(Person.crop), selectinload(Person.collections))
     )
     if p is None:
         raise not_found(person_id)
@@ -122,6 +129,7 @@ def export_person(s: Session, person_id: str) -> dict[str, Any]:
             "status": p.status,
             "suspended_at": _iso(p.suspended_at),
             "expires_at": _iso(p.expires_at),
+            "collections": sorted(memberships(c.name for c in p.collections)),
         },
         "reference_crop": None
         if crop is None

@@ -24,6 +24,7 @@ class PersonRecord:
     status: str = "active"  # or "suspended" (service.gallery.status)
     suspended_at: datetime | None = None
     expires_at: datetime | None = None
+    collections: tuple[str, ...] = ("default",)  # service.collection_index
 
 
 @dataclass(frozen=True)

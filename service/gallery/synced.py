@@ -32,8 +32,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.collection_index import DEFAULT_ONLY, memberships
 from service.crop_embed import StoredCrop, canvas_alignment_meta
-from service.gallery import cipher, status
+from service.gallery import cipher, membership, status
 from service.gallery.db import write_session
 from service.gallery.gallery import Gallery
 from service.gallery.records import PersonRecord
@@ -71,6 +72,7 @@ class PersonState:
     embedding: tuple[int, np.ndarray] | None  # (embedding id, vector)
     crop: StoredCrop | None
     crop_key: CropKey | None = None
+    collections: frozenset[str] = DEFAULT_ONLY
 
 
 def person_states(s: Session, version: str, person_ids: list[str]) -> dict[str, PersonState]:
@@ -104,10 +106,13 @@ def person_states(s: Session, version: str, person_ids: list[str]) -> dict[str, 
             ).where(ReferenceCrop.person_pk.in_(pks))
         )
     }
+    groups = membership.read(s, pks)
     out: dict[str, PersonState] = {}
     for p in people:
         crop, key = crops.get(p.id, (None, None))
-        out[p.person_id] = PersonState(p.person_id, p.name, embeddings.get(p.id), crop, key)
+        out[p.person_id] = PersonState(
+            p.person_id, p.name, embeddings.get(p.id), crop, key, memberships(groups.get(p.id))
+        )
     return out
 
 
@@ -301,8 +306,10 @@ class SyncedGallery(Gallery):
     def _reconcile(self, pid: str, state: PersonState | None) -> None:
         current = self._by_person.get(pid)
         wanted = state.embedding if state is not None else None
-        if wanted is not None and current == wanted[0]:
-            self._by_id[current] = (pid, state.name if state else pid)
+        if wanted is not None and current == wanted[0] and state is not None:
+            self._by_id[current] = (pid, state.name)
+            if self.index.collections_of(current) != state.collections:
+                self.index.move(current, state.collections)
             return
         if current is not None:
             self.index.remove([current])
@@ -310,7 +317,7 @@ class SyncedGallery(Gallery):
             self._by_person.pop(pid, None)
         if wanted is not None and state is not None:
             eid, vector = wanted
-            self.index.add([eid], vector[None, :])
+            self.index.add([eid], vector[None, :], [state.collections])
             self._by_id[eid] = (pid, state.name)
             self._by_person[pid] = eid
 

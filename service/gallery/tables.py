@@ -70,6 +70,9 @@ class Person(Base):
     embeddings: Mapped[list[Embedding]] = relationship(
         back_populates="person", cascade="all, delete-orphan", passive_deletes=True
     )
+    collections: Mapped[list[Collection]] = relationship(
+        secondary="collection_members", order_by="Collection.name", viewonly=True
+    )
 
 
 CROP_KINDS = ("chip", "canvas")
@@ -118,6 +121,27 @@ class Embedding(Base):
     person: Mapped[Person] = relationship(back_populates="embeddings")
 
 
+class Collection(Base):
+    """A named set of people searched together (a site, a door: ``service.collection_index``).
+    A person without a membership row is in the ``default`` collection."""
+
+    __tablename__ = "collections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+class CollectionMember(Base):
+    __tablename__ = "collection_members"
+    __table_args__ = (Index("ix_collection_members_person_pk", "person_pk"),)
+
+    collection_pk: Mapped[int] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True
+    )
+    person_pk: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), primary_key=True)
+
+
 class ApiKey(Base):
     __tablename__ = "api_keys"
 
@@ -129,6 +153,8 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # a key bound to a collection searches only it (service.collection_index); None: any
+    collection: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class AuditEvent(Base):

@@ -36,8 +36,10 @@ TABLES = {
     "change_log",
     "liveness_challenges",
     "liveness_tokens",
+    "collections",
+    "collection_members",
 }
-HEAD = "0004"
+HEAD = "0005"
 
 
 def test_upgrade_from_empty_then_downgrade_and_upgrade_again(blank_database_url, tmp_path, monkeypatch):

@@ -27,6 +27,7 @@ def key_out(record) -> dict:
         "created_at": record.created_at,
         "last_used_at": record.last_used_at,
         "revoked_at": record.revoked_at,
+        "collection": record.collection,
     }
 
 
@@ -51,7 +52,12 @@ def create_key(
         plaintext, record = state.keys.create(
             body.name,
             set(body.scopes),
-            audit.row(caller, "key_create", detail={"scopes": sorted(set(body.scopes))}),
+            audit.row(
+                caller,
+                "key_create",
+                detail={"scopes": sorted(set(body.scopes)), "collection": body.collection},
+            ),
+            body.collection,
         )
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from exc

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from service.api.deps import AdminCaller, EnrollCaller, RecognizerDep
 from service.api.problems import problem_responses
 from service.api.strict_body import refuse_repeated_json_keys
+from service.collection_index import NAME_PATTERN
 from service.gallery.status import StatusChange
 from service.recognition import person_out
 from service.schemas import PERSON_ID_PATTERN, PeoplePage, PersonExport, PersonOut, PersonUpdate
@@ -16,6 +17,7 @@ from service.schemas import PERSON_ID_PATTERN, PeoplePage, PersonExport, PersonO
 router = APIRouter(prefix="/people", tags=["people"])
 
 PersonId = Annotated[str, Path(pattern=PERSON_ID_PATTERN)]
+CollectionName = Annotated[str, Path(pattern=NAME_PATTERN, description="a collection's name")]
 MAX_OFFSET = 2**31 - 1  # what every database's OFFSET takes without overflow
 ONE_PERSON = problem_responses(401, 403, 404, 422, 503, s404="no such person (person_not_found)")
 
@@ -30,8 +32,11 @@ def list_people(
         str | None,
         Query(max_length=200, pattern=r"^[^\x00]*$", description="name or person_id contains (no NUL)"),
     ] = None,
+    collection: Annotated[
+        str | None, Query(pattern=NAME_PATTERN, description="members of this collection")
+    ] = None,
 ) -> PeoplePage:
-    records, total = recognizer.gallery.page(offset, limit, q)
+    records, total = recognizer.gallery.page(offset, limit, q, collection)
     return PeoplePage(items=[person_out(r) for r in records], total=total, offset=offset, limit=limit)
 
 
@@ -87,6 +92,40 @@ def update_person(
         set_expiry="expires_at" in body.model_fields_set,
     )
     return person_out(recognizer.set_status(person_id, change, caller))
+
+
+@router.put(
+    "/{person_id}/collections/{collection}",
+    response_model=PersonOut,
+    responses=problem_responses(401, 403, 404, 422, 503, s404="no such person (person_not_found)"),
+)
+def add_to_collection(
+    person_id: PersonId, collection: CollectionName, recognizer: RecognizerDep, caller: EnrollCaller
+) -> PersonOut:
+    """Add the person to a collection (created if new; enroll scope; a bound key: its own)."""
+    return person_out(recognizer.edit_collections(person_id, [collection], [], caller))
+
+
+@router.delete(
+    "/{person_id}/collections/{collection}",
+    response_model=PersonOut,
+    responses=problem_responses(
+        401,
+        403,
+        404,
+        409,
+        422,
+        503,
+        s404="no such person (person_not_found)",
+        s409="default is the person's only collection (last_collection)",
+    ),
+)
+def remove_from_collection(
+    person_id: PersonId, collection: CollectionName, recognizer: RecognizerDep, caller: EnrollCaller
+) -> PersonOut:
+    """Remove the person from a collection (enroll scope); out of every named one, they are in
+    ``default``."""
+    return person_out(recognizer.edit_collections(person_id, [], [collection], caller))
 
 
 @router.delete("/{person_id}", status_code=204, response_class=Response, responses=ONE_PERSON)

@@ -66,7 +66,7 @@ async def verify(
     "/identify",
     response_model=IdentifyOut,
     openapi_extra=photo_body(IdentifyJSON, FRAME_NAMES[:1], FRAME_NAMES[1:]),
-    responses=problem_responses(*PHOTO_PROBLEMS),
+    responses=problem_responses(*PHOTO_PROBLEMS, 404, s404="no such collection (collection_not_found)"),
 )
 async def identify(
     request: Request, state: StateDep, recognizer: RecognizerDep, caller: VerifyCaller
