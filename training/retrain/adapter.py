@@ -222,13 +222,17 @@ class Outcome:
         }
 
 
-def train_and_gate(org: OrgEmbeddings, lfw: LfwPairs | None, opts: AdapterOptions, corrupt=None) -> Outcome:
+def train_and_gate(
+    org: OrgEmbeddings, lfw: LfwPairs | None, opts: AdapterOptions, corrupt=None, relabel=None
+) -> Outcome:
     """Split, train on the chosen sources, score the held-out identities and LFW View 1 before and
-    after, decide. ``corrupt`` (tests and the refused demonstration only) may change the trained
-    adapter before it is judged."""
+    after, decide. Made to regress (tests and the refused demonstration only): ``relabel`` may
+    change the training rows (``OrgEmbeddings -> OrgEmbeddings``) after the split, ``corrupt`` the
+    trained adapter before it is judged."""
     parts = split(org, opts.held_out, opts.seed)
     sources = chosen_sources(parts.train, opts.sources)
-    adapter, epochs = fit(train_rows(parts.train, sources), opts)
+    rows = train_rows(parts.train, sources)
+    adapter, epochs = fit(rows if relabel is None else relabel(rows), opts)
     if corrupt is not None:
         corrupt(adapter)
     after = transform(adapter)
