@@ -13,6 +13,9 @@ class Threshold:
     similarity: float
     far: float | None  # per-comparison false-accept rate the threshold was chosen for
     basis: str  # why this threshold, in words
+    # 1:N only: the false-positive identification rate the calibration supports at this N (the
+    # target when the table reaches f = FPIR / N, else N times its strictest measured rate)
+    promised_fpir: float | None = None
 
 
 def verify_threshold(cal: Calibration, target_far: float, explicit_score: float | None) -> Threshold:
@@ -43,11 +46,34 @@ def identify_threshold(cal: Calibration, target_fpir: float, gallery_size: int) 
     n = max(gallery_size, 1)
     far = target_fpir / n
     sim = cal.similarity_at_far(far)
+    promised = promised_fpir(cal, target_fpir, n)
     basis = (
         f"false-positive identification rate {target_fpir:g} over a gallery of {n} "
         f"-> false-accept rate {far:.3g} per comparison"
     ) + _beyond_table(cal, far)
-    return Threshold(cal.score(sim), sim, far, basis)
+    if promised > target_fpir:
+        basis += (
+            f"; over {n} people this model's calibration supports a false-positive identification rate "
+            f"of at most about {promised:.3g}, not {target_fpir:g}"
+        )
+    return Threshold(cal.score(sim), sim, far, basis, promised)
+
+
+def promised_fpir(cal: Calibration, target_fpir: float, gallery_size: int) -> float:
+    """The false-positive identification rate a gallery of ``gallery_size`` can be promised: the
+    target while ``target / N`` is within the calibration's table, else ``N`` times the strictest
+    rate it measured (the threshold used there), at most 1."""
+    n = max(gallery_size, 1)
+    return (
+        min(1.0, max(target_fpir, n * cal.strictest_far))
+        if target_fpir / n < cal.strictest_far
+        else target_fpir
+    )
+
+
+def largest_supported_gallery(cal: Calibration, target_fpir: float) -> int:
+    """The most people a gallery may hold with ``target_fpir`` still within the calibration."""
+    return int(target_fpir / cal.strictest_far)
 
 
 @dataclass(frozen=True)

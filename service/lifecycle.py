@@ -32,6 +32,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from service import fpir_limits
 from service.crop_embed import CropEmbedder, alignment_meta
 from service.decisions import verify_threshold
 from service.errors import FaceGateError
@@ -152,6 +153,7 @@ class ModelLifecycle:
         else:
             rec.gallery.load()
         embedded = rec.gallery.backfill()
+        fpir_limits.warn_at_startup(rec.card.calibration, self.settings.target_fpir, rec.gallery)
         self._current, self._entry = rec, entry
         self._seen = set(scan(self.models_dir))
         self._active_mtime = active_mtime(self.models_dir)

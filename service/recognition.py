@@ -434,6 +434,7 @@ class Recognizer(Generic[GalleryT]):
             threshold_basis=threshold.basis,
             gallery_size=size,
             collections=list(searched),
+            promised_fpir=threshold.promised_fpir,
             model_version=self.version,
             candidates=first.candidates,
             face=first.face,

@@ -12,6 +12,7 @@ from sqlalchemy.orm import sessionmaker
 
 from service.auth import KeyStore
 from service.consistency import ConsistencyWatch, ReadinessProbe
+from service.fpir_limits import PromisedFpirCollector
 from service.gallery.cipher import TemplateCipher
 from service.gallery.db import make_engine, migrate, session_factory
 from service.gallery.encryption import check_keys
@@ -62,6 +63,7 @@ class AppState:
         self.lifecycle.close()
         if self.snapshots is not None:
             try:  # the next start loads it instead of rebuilding the index
+                self.replicator.poll_once()  # the position the snapshot records as far as it goes
                 self.snapshots.save()
             except Exception:
                 log.warning("saving the index snapshot at shutdown failed", exc_info=True)
@@ -129,6 +131,11 @@ def build_state(settings: Settings, metrics: Metrics) -> AppState:
             settings.index_snapshot_interval,
         )
         saver.start()
+    metrics.registry.register(
+        PromisedFpirCollector(
+            lambda: (lifecycle.current.gallery, lifecycle.current.card.calibration), settings.target_fpir
+        )
+    )
     readiness = ReadinessProbe(feed, replicator)
     consistency = ConsistencyWatch(
         lambda: lifecycle.current.gallery, metrics, settings.consistency_interval, replicator.poll_once

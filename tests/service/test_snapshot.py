@@ -166,3 +166,23 @@ def test_with_encryption_the_snapshot_is_sealed(sessions, tmp_path):
     assert store.start(fresh(g), feed, SHA).source == "snapshot"
     result = IndexSnapshots(tmp_path).start(fresh(g), feed, SHA)  # without the key
     assert result.source == "rebuild" and result.reason == "corrupt"
+
+
+def test_the_service_restarts_from_the_snapshot_it_saved_at_shutdown(make_client, lfw_people):
+    from tests.service.api_helpers import post_photo
+
+    photos = sorted(lfw_people[0].glob("*.jpg"))
+    client = make_client()
+    assert client.app.state.facegate.lifecycle.started_from.reason == "missing"
+    r = post_photo(
+        client, "/enroll", photos[0], name="Ann", person_id="ann", face_selection="largest", collection="door"
+    )
+    assert r.status_code == 201, r.text
+    client.__exit__(None, None, None)  # shutdown: the snapshot is saved
+
+    again = make_client()
+    started = again.app.state.facegate.lifecycle.started_from
+    assert started.source == "snapshot" and started.replayed == 0
+    found = post_photo(again, "/identify", photos[1], collection="door").json()
+    assert found["person"]["person_id"] == "ann" and found["gallery_size"] == 1
+    assert again.get("/readyz").status_code == 200
