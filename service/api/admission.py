@@ -28,7 +28,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from service.api.problems import problem
 from service.memory import LARGE_BODY, release_free_memory
 
-HEAVY_ROUTES = frozenset({"/enroll", "/verify", "/identify", "/compare", "/admin/calibrate"})
+HEAVY_ROUTES = frozenset(
+    {"/enroll", "/verify", "/identify", "/compare", "/admin/calibrate", "/liveness/check"}
+)
 
 
 def machine_slots() -> int:

@@ -27,6 +27,7 @@ ACTIONS = frozenset(
         "person_update",
         "people_sync",  # facegate people sync: one summary row beside each person's own
         "audit_purge",  # service.audit_retention: rows past FACEGATE_AUDIT_RETENTION_DAYS deleted
+        "liveness",  # service.liveness.check: a liveness check, its steps and reasons (no landmarks)
     }
 )
 # Keys that would smuggle a face into the audit trail; refused anywhere inside ``detail``.

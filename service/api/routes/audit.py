@@ -25,6 +25,7 @@ Action = Literal[
     "identify",
     "key_create",
     "key_revoke",
+    "liveness",
     "model_activate",
     "people_sync",
     "person_update",

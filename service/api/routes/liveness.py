@@ -65,7 +65,7 @@ CHECK_BODY = {
 }
 
 
-@router.post("/challenge", response_model=LivenessChallengeOut, responses=problem_responses(401, 403))
+@router.post("/challenge", response_model=LivenessChallengeOut, responses=problem_responses(401, 403, 413))
 def challenge(state: StateDep, caller: VerifyCaller) -> LivenessChallengeOut:
     """A random sequence of 2 to 4 head poses to follow, for one POST /liveness/check by this key
     before `expires_at` (FACEGATE_LIVENESS_CHALLENGE_TTL)."""
