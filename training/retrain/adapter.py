@@ -208,6 +208,7 @@ class Outcome:
     decision: Decision
     sources: tuple[str, ...] = ()
     epochs: list[dict[str, Any]] = field(default_factory=list)
+    trained: dict[str, int] = field(default_factory=dict)  # the rows the adapter was trained on
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -217,7 +218,7 @@ class Outcome:
             "organisation": self.org.as_dict(),
             "lfw_view1": self.lfw.as_dict() if self.lfw else None,
             "sources": list(self.sources),
-            "train": self.split.train.counts(),
+            "train": self.trained or self.split.train.counts(),
             "held_out": self.split.held_out.counts(),
         }
 
@@ -247,7 +248,8 @@ def train_and_gate(
         lfw_iv = pair_accuracy_interval(
             pair_cosines(unchanged, lfw), pair_cosines(after, lfw), lfw.same, opts.seed
         )
-    return Outcome(adapter, parts, org_iv, lfw_iv, statistical_gate(org_iv, lfw_iv), sources, epochs)
+    decision = statistical_gate(org_iv, lfw_iv)
+    return Outcome(adapter, parts, org_iv, lfw_iv, decision, sources, epochs, rows.counts())
 
 
 def calibration_pairs(held: OpenSetSplit, f) -> tuple[np.ndarray, np.ndarray]:
