@@ -6,7 +6,7 @@
     torchrun --nproc_per_node=2 -m training.cli train training/configs/base.toml   # DDP
     facegate-train export runs/triplet_scheduled models/mine --name mine --version 1
     facegate-train retrain --models-dir models --extra photos/   # adapter on the gallery, gate, publish
-    torchrun --nproc_per_node=2 -m training.cli retrain --models-dir models   # the same, with DDP
+    torchrun --nproc_per_node=2 -m training.cli retrain --method finetune --models-dir models   # whole network, DDP
 """
 
 from __future__ import annotations
