@@ -14,7 +14,14 @@ would take longer than the search measurement itself), then loads it with ``Gall
   true match scores above the 1:N threshold for this N (``identify_threshold`` of the model card);
 * ``/readyz``'s index check (``ReadinessProbe.index_ready``), the first (uncached) call and p50
   of 200;
+* start-up: from scratch (``Gallery.load``: every embedding read from the database) and from an
+  index snapshot (``service.snapshot``: saved, then loaded by a fresh gallery, which replays the
+  ``--replay`` changes logged after it);
 * the process's RSS.
+
+``--startup-only`` skips the search measurements (and the HNSW build) and times start-up alone;
+its last line reads ``startup: N=<n> rebuild_s=<a> snapshot_s=<b> replayed=<c> save_s=<d>
+snapshot_mb=<e> rss_mb=<f>``.
 
 Identities: the real SFace embeddings of LFW (``var/science/sface-lfw.npz``, written by
 ``training/science/embeddings.py`` through the service pipeline; every identity with two or
@@ -28,8 +35,8 @@ service: the approximate index is measured here only.
 
 The last line reads
 ``scale: N=<n> index=<name> recall@1=<r> p50_ms=<a> p99_ms=<b> exact_p99_ms=<c> build_s=<d>
-startup_s=<e> readyz_ms=<f> rss_mb=<g>`` (``startup_s``: from scratch, ``Gallery.load``; there is
-no index snapshot yet).
+startup_s=<e> readyz_ms=<f> rss_mb=<g>`` (``startup_s``: from the index snapshot, changes replayed;
+the line before gives the start from scratch too).
 """
 
 from __future__ import annotations
@@ -51,12 +58,13 @@ sys.path.insert(0, str(ROOT))
 from service.consistency import ReadinessProbe  # noqa: E402
 from service.decisions import identify_threshold  # noqa: E402
 from service.gallery.db import make_engine, migrate, session_factory  # noqa: E402
-from service.gallery.gallery import Gallery  # noqa: E402
+from service.gallery.synced import SyncedGallery  # noqa: E402
 from service.gallery.tables import ChangeLog, Embedding, Person, ReferenceCrop, utcnow  # noqa: E402
 from service.index import FaceIndex  # noqa: E402
 from service.model_card import load_card  # noqa: E402
 from service.replication import ChangeFeed  # noqa: E402
 from service.settings import Settings  # noqa: E402
+from service.snapshot import IndexSnapshots  # noqa: E402
 
 REAL = ROOT / "var" / "science" / "sface-lfw.npz"
 MODEL_VERSION = "bench-scale"
@@ -172,9 +180,9 @@ def fit_noise(emb, labels, rng):
     return float(s_g), float(tau), float(rho), mean, between, within, report
 
 
-def make_identities(n: int, rng: np.random.Generator):
+def make_identities(n: int, rng: np.random.Generator, real: Path = REAL):
     """(enrolled (n, d), queries (m, d), query targets (m,), real mask of queries (m,), fit)."""
-    z = np.load(REAL)
+    z = np.load(real)
     found = z["found"]
     emb, labels = unit(z["embeddings"][found]), z["labels"][found]
     s_g, tau, rho, mean, between, within, fit = fit_noise(emb, labels, rng)
@@ -279,6 +287,43 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def startup(url: str, dim: int, n: int, replay: int, folder: Path, rng) -> dict[str, float]:
+    """Start-up from scratch and from a snapshot (``replay`` changes logged after it)."""
+    engine = make_engine(url)
+    sessions = session_factory(engine)
+    feed = ChangeFeed(sessions)
+    scratch = SyncedGallery(sessions, FaceIndex(dim), MODEL_VERSION)
+    t = time.perf_counter()
+    scratch.load()
+    rebuild_s = time.perf_counter() - t
+    store = IndexSnapshots(folder)
+    t = time.perf_counter()
+    path = store.save(scratch, feed.position(), "bench")
+    save_s = time.perf_counter() - t
+    del scratch
+    if replay:
+        picked = rng.choice(n, size=min(replay, n), replace=False)
+        with engine.begin() as conn:  # as if these people had been replaced since the snapshot
+            conn.execute(
+                insert(ChangeLog),
+                [{"op": "upsert", "person_id": f"P{i:07d}", "at": utcnow()} for i in picked],
+            )
+    started = SyncedGallery(sessions, FaceIndex(dim), MODEL_VERSION)
+    result = store.start(started, feed, "bench")
+    if result.source != "snapshot":
+        raise SystemExit(f"the snapshot was not used: {result.reason}")
+    out = {
+        "rebuild_s": rebuild_s,
+        "snapshot_s": result.seconds,
+        "replayed": float(result.replayed),
+        "save_s": save_s,
+        "snapshot_mb": path.stat().st_size / 1e6,
+        "rss_mb": rss_mb(),
+    }
+    engine.dispose()
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--people", type=int, default=10000)
@@ -288,11 +333,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--target-recall", type=float, default=0.99)
     ap.add_argument("--build-threads", type=int, default=1, help="OpenMP threads building the HNSW graph")
+    ap.add_argument(
+        "--real", type=Path, default=REAL, help="real embeddings (.npz of training/science/embeddings.py)"
+    )
+    ap.add_argument("--replay", type=int, default=1000, help="changes logged after the index snapshot")
+    ap.add_argument("--startup-only", action="store_true", help="time start-up only (no search figures)")
     args = ap.parse_args(argv)
     faiss.omp_set_num_threads(1)
     rng = np.random.default_rng(args.seed)
 
-    enrolled, queries, targets, is_real, fit = make_identities(args.people, rng)
+    enrolled, queries, targets, is_real, fit = make_identities(args.people, rng, args.real)
     print(
         "noise fit: "
         + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fit.items())
@@ -308,11 +358,26 @@ def main(argv: list[str] | None = None) -> None:
     true_sim = np.einsum("ij,ij->i", queries, enrolled[targets])
     above = true_sim >= threshold.similarity
 
+    if args.startup_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite:///{Path(tmp) / 'scale.db'}"
+            fill_s = fill(url, enrolled)
+            dim = enrolled.shape[1]
+            del enrolled, queries
+            s = startup(url, dim, args.people, args.replay, Path(tmp) / "snapshots", rng)
+        print(f"filled {args.people} identities in {fill_s:.1f} s")
+        print(
+            f"startup: N={args.people} rebuild_s={s['rebuild_s']:.2f} snapshot_s={s['snapshot_s']:.2f} "
+            f"replayed={s['replayed']:.0f} save_s={s['save_s']:.2f} snapshot_mb={s['snapshot_mb']:.0f} "
+            f"rss_mb={s['rss_mb']:.0f}"
+        )
+        return
+
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'scale.db'}"
         fill_s = fill(url, enrolled)
         engine = make_engine(url)
-        gallery = Gallery(session_factory(engine), FaceIndex(enrolled.shape[1]), MODEL_VERSION)
+        gallery = SyncedGallery(session_factory(engine), FaceIndex(enrolled.shape[1]), MODEL_VERSION)
         t = time.perf_counter()
         gallery.load()
         startup_s = time.perf_counter() - t
@@ -355,6 +420,7 @@ def main(argv: list[str] | None = None) -> None:
         readyz_ms, _ = timed(lambda _: probe.index_ready(gallery), range(200))
         rss = rss_mb()
         engine.dispose()
+        s = startup(url, enrolled.shape[1], args.people, args.replay, Path(tmp) / "snapshots", rng)
 
     name = f"hnsw{args.hnsw_m}-ef{ef}"
     print(
@@ -373,9 +439,14 @@ def main(argv: list[str] | None = None) -> None:
         f"readyz index check: first {readyz_first_ms:.2f} ms, p50 {pct(readyz_ms, 50):.3f} ms, p99 {pct(readyz_ms, 99):.3f} ms"
     )
     print(
+        f"start-up: from scratch {startup_s:.2f} s (again in the snapshot run: {s['rebuild_s']:.2f} s), "
+        f"from the snapshot {s['snapshot_s']:.2f} s with {s['replayed']:.0f} changes replayed "
+        f"(saved in {s['save_s']:.2f} s, {s['snapshot_mb']:.0f} MB)"
+    )
+    print(
         f"scale: N={args.people} index={name} recall@1={recall:.4f} p50_ms={pct(hnsw_ms, 50):.3f} "
         f"p99_ms={pct(hnsw_ms, 99):.3f} exact_p99_ms={pct(exact_ms, 99):.3f} build_s={build_s:.2f} "
-        f"startup_s={startup_s:.2f} readyz_ms={pct(readyz_ms, 50):.3f} rss_mb={rss:.0f}"
+        f"startup_s={s['snapshot_s']:.2f} readyz_ms={pct(readyz_ms, 50):.3f} rss_mb={rss:.0f}"
     )
 
 

@@ -132,12 +132,12 @@ class FaceIndex:
         fresh = faiss.deserialize_index(np.frombuffer(data, np.uint8))
         if not isinstance(fresh, faiss.IndexIDMap2) or fresh.d != self.dim:
             raise ValueError(f"not an exact {self.dim}-dimensional FaceIndex")
-        ids = faiss.vector_to_array(fresh.id_map)
-        if len(ids) != fresh.ntotal or len(np.unique(ids)) != len(ids):
+        ids = set(faiss.vector_to_array(fresh.id_map).tolist())
+        if len(ids) != fresh.ntotal:
             raise ValueError("the index's ids do not match its vectors")
         with self._lock:
             self._index = fresh
-            self._ids = set(ids.tolist())
+            self._ids = ids
 
     def __len__(self) -> int:
         with self._lock:
