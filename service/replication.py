@@ -6,7 +6,8 @@ same transaction as the change. Gallery writes hold the database's write lock un
 reads ``id > last seen`` misses nothing. Each replica runs a ``Replicator``: a background thread
 that every ``FACEGATE_SYNC_INTERVAL`` seconds (0.5 by default) reads the new rows and refreshes
 those people in its own FAISS index(es) from the database. A replica that was down catches up
-anyway: it rebuilds its index from the database when it starts.
+anyway: it loads its index snapshot and replays the log since (``service.snapshot``), or rebuilds
+its index from the database, when it starts.
 
 Polling was chosen over PostgreSQL's LISTEN/NOTIFY: it works the same on SQLite (several
 processes on one file), needs no dedicated connection, and a replica that misses a notification
