@@ -302,9 +302,9 @@ def retrain(
 def _adapter_options(loss: str, epochs: int, held_out: float, seed: int, sources: str):
     from training.retrain.adapter import AdapterOptions
 
+    chosen = None if sources == "auto" else tuple(s.strip() for s in sources.split(",") if s.strip())
     try:
-        return AdapterOptions(loss=loss, epochs=epochs, held_out=held_out, seed=seed,
-                              sources=tuple(s.strip() for s in sources.split(",") if s.strip()))  # fmt: skip
+        return AdapterOptions(loss=loss, epochs=epochs, held_out=held_out, seed=seed, sources=chosen)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
 

@@ -213,3 +213,21 @@ def test_the_trigger_runs_on_enrolments_since_the_model_and_on_its_schedule(depl
     n = loop(Trigger(after_enrolments=3), lambda: runs.append(1) or 0, lambda since: next(counts), lambda: None,
              check_seconds=60, max_runs=1, sleep=sleeps.append, clock=lambda: float(next(clock)))  # fmt: skip
     assert n == 1 and runs == [1] and sleeps == [60, 60]
+
+
+def test_the_cli_runs_the_adapter_by_default_and_refuses_unknown_sources(deployment) -> None:
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    models, url, tmp, store, photos = deployment
+    for person_id, crops in photos.items():
+        for crop in crops:
+            store.keep(person_id, crop, score=0.999)
+    args = ["retrain", "--models-dir", str(models), "--database-url", url, "--model", "linear", "--no-lfw",
+            "--work-dir", str(tmp / "work"), "--selftrain-dir", str(tmp / "accepted"), "--adapter-epochs", "20"]  # fmt: skip
+    bad = CliRunner().invoke(app, [*args, "--sources", "views"])
+    assert bad.exit_code == 2 and "valid: view, extra, selftrain" in bad.output
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == EXIT_PUBLISHED, out.output
+    assert json.loads(out.output[out.output.index("{") :])["version"].startswith("1.0.0-ad.")
