@@ -1,16 +1,17 @@
 """POST /liveness/check behind the route: frames -> faces -> the conditions -> a token.
 
 ``live`` is true only when (1) every frame shows exactly one face; (2) the faces are one person:
-every frame's embedding matches the most frontal frame's at /verify's threshold (strict:
-FACEGATE_TARGET_FAR); (3) no two frames are copies, the same pixels (``copies``); (4) the steps were reached in
-order and the landmarks' motion is not a flat picture's (``sequence.judge``). A live check issues
+every frame's embedding is tied to the most frontal frame's by matches at /verify's threshold
+(strict: FACEGATE_TARGET_FAR) with it or with the frames near it (``unlinked``); (3) no two
+frames are copies, the same pixels (``copies``); (4) the steps were reached in order and the
+landmarks' motion is not a flat picture's (``sequence.judge``). A live check issues
 a single-use token carrying the most frontal frame's embedding (``tokens``). The check is audited
 (action ``liveness``), with no landmark, image or embedding in the row.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -34,14 +35,13 @@ MAX_FRAME_BYTES = 2 * 1024 * 1024
 @dataclass
 class CheckResult:
     live: bool
-    judgement: Judgement | None
+    judgement: Judgement
     reasons: list[dict]
     score: float
     frames: int
     model_version: str
     token: str | None = None
     token_ttl_s: float | None = None
-    similarities: list[float] = field(default_factory=list)
 
 
 def _faces(recognizer: Recognizer, frames: list[bytes]) -> tuple[list[EmbeddedFace | None], list, list[dict]]:
@@ -68,6 +68,27 @@ def _faces(recognizer: Recognizer, frames: list[bytes]) -> tuple[list[EmbeddedFa
     return faces, thumbs, reasons
 
 
+def unlinked(embeddings: list[np.ndarray], reference: int, similarity: float) -> list[int]:
+    """The frames (1 = first) whose face is not tied to the reference frame's by a chain of
+    matches at ``similarity``: with the reference itself, or with a frame at most two before or
+    after (so that one odd frame does not cut the chain).
+
+    A head turned 30 degrees can fall under the threshold against the frontal face while matching
+    its neighbours easily; a face swapped in matches neither its neighbours nor the reference."""
+    linked = {reference}
+    changed = True
+    while changed:
+        changed = False
+        for i, e in enumerate(embeddings):
+            if i in linked:
+                continue
+            near = [j for j in (reference, i - 2, i - 1, i + 1, i + 2) if j in linked]
+            if any(float(np.dot(e, embeddings[j])) >= similarity for j in near):
+                linked.add(i)
+                changed = True
+    return [i + 1 for i in range(len(embeddings)) if i not in linked]
+
+
 def run_check(
     recognizer: Recognizer, frames: list[bytes], challenge: Challenge, tokens: TokenStore, caller: Caller
 ) -> CheckResult:
@@ -81,33 +102,29 @@ def run_check(
             }
         )
     found = [f for f in faces if f is not None]
-    judgement = judge([f.face.landmarks for f in found], challenge.steps) if len(found) >= 2 else None
-    if judgement is not None:
-        reasons.extend(judgement.reasons)
-    similarities: list[float] = []
+    judgement = judge([f.face.landmarks for f in found], challenge.steps)
+    # with fewer than two faces there is no motion to judge: only the steps are reported missed
+    reasons.extend(r for r in judgement.reasons if len(found) >= 2 or r["reason"] != "flat_motion")
     reference: EmbeddedFace | None = None
     if found:
         reference = min(found, key=lambda f: abs(pose_of(f.face.landmarks).yaw))
         threshold = verify_threshold(
             recognizer.card.calibration, recognizer.settings.target_far, recognizer.settings.verify_threshold
         )
-        similarities = [round(float(np.dot(f.embedding, reference.embedding)), 4) for f in found]
-        below = [n for n, s in enumerate(similarities, 1) if s < threshold.similarity]
-        if below:
+        strangers = unlinked([f.embedding for f in found], found.index(reference), threshold.similarity)
+        if strangers:
             reasons.append(
                 {
                     "reason": "different_person",
-                    "message": f"the face of {len(below)} frame(s) is not the same person's as the others "
-                    f"(similarity {min(similarities):.3f}, {threshold.similarity:.3f} needed)",
-                    "value": min(similarities),
+                    "message": f"the face of frame(s) {', '.join(map(str, strangers))} is not the same person's as "
+                    f"the others (none of their neighbours or the most frontal face matches at similarity "
+                    f"{threshold.similarity:.3f})",
                     "limit": round(threshold.similarity, 4),
                 }
             )
-    live = judgement is not None and not reasons
-    score = 0.0 if judgement is None else round(judgement.residual / judgement.planar_limit, 4)
-    result = CheckResult(
-        live, judgement, reasons, score, len(frames), recognizer.version, similarities=similarities
-    )
+    live = len(found) >= 2 and judgement.live and not reasons
+    score = round(judgement.residual / judgement.planar_limit, 4)
+    result = CheckResult(live, judgement, reasons, score, len(frames), recognizer.version)
     if live and reference is not None:
         result.token, result.token_ttl_s = tokens.issue(
             reference.embedding, recognizer.version, challenge.id, score, caller
@@ -123,10 +140,9 @@ def run_check(
             detail={
                 "challenge_id": challenge.id,
                 "steps": [
-                    {"step": s.step, "passed": s.passed, "measured": s.measured}
-                    for s in (judgement.steps if judgement else [])
+                    {"step": s.step, "passed": s.passed, "measured": s.measured} for s in judgement.steps
                 ],
-                "residual": None if judgement is None else round(judgement.residual, 4),
+                "residual": round(judgement.residual, 4),
                 "reasons": sorted({r["reason"] for r in reasons}),
                 "frames": len(frames),
                 "token_issued": result.token is not None,

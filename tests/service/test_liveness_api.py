@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import numpy as np
 import pytest
 from sqlalchemy import select, text, update
 
@@ -74,7 +75,9 @@ def test_a_challenge_is_used_once_and_expires(client):
     assert first.status_code == 200, first.text
     body = first.json()
     assert body["live"] is False and body["liveness_token"] is None
-    assert {r["reason"] for r in body["reasons"]} == {"no_face"}
+    assert {r["reason"] for r in body["reasons"]} == {"no_face", "step_not_reached"}
+    assert [r["frame"] for r in body["reasons"] if r["reason"] == "no_face"] == [1, 2, 3, 4]
+    assert [s["passed"] for s in body["steps"]] == [False] * len(c["steps"])
     assert_problem(_check(client, c["challenge_id"], NO_FACE), 409, "challenge_used")
     old = _challenge(client)
     with client.app.state.facegate.sessions.begin() as s:
@@ -242,6 +245,20 @@ def test_a_setting_requires_a_token_for_keys_of_a_scope(make_client, lfw_people)
         "/verify", files=files, data={"person_id": "a", "liveness_token": token}, headers=_as(door)
     )
     assert r.status_code == 200 and r.json()["match"] is True, r.text
+
+
+def test_one_person_throughout_by_a_chain_of_matches():
+    from service.liveness.check import unlinked
+
+    rng = np.random.default_rng(0)
+    a, b = np.linalg.qr(rng.normal(size=(128, 2)))[0].T  # orthonormal
+    # a head turning away: each frame close to the next, the last far from the frontal first
+    turning = [a * np.cos(t) + b * np.sin(t) for t in np.linspace(0, 1.2, 7)]
+    assert unlinked(turning, 0, 0.9) == []
+    assert unlinked(turning, 0, 0.99) == [2, 3, 4, 5, 6, 7]
+    other = rng.normal(size=128)
+    swapped = [*turning[:4], other / np.linalg.norm(other), *turning[4:]]
+    assert unlinked(swapped, 0, 0.9) == [5]
 
 
 def test_the_setting_names_known_scopes():

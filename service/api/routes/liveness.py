@@ -110,7 +110,7 @@ async def check(
 
 
 def _out(r: CheckResult) -> LivenessCheckOut:
-    steps = r.judgement.steps if r.judgement else []
+    steps = r.judgement.steps
     return LivenessCheckOut(
         live=r.live,
         steps=[
