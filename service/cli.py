@@ -452,6 +452,12 @@ def restore_command(
         engine.dispose()
     rows = ", ".join(f"{k} {v}" for k, v in report.rows.items())
     typer.echo(f"restored {archive} (schema {report.schema_revision}, then migrated): {rows}")
+    from service.snapshot import IndexSnapshots
+
+    # the index snapshots describe the database before the restore: the next start rebuilds
+    dropped = IndexSnapshots(settings.index_snapshot_dir or settings.data_dir / "index-snapshots").discard()
+    if dropped:
+        typer.echo(f"removed {dropped} index snapshots of the database before the restore")
     if report.replaced_rows:
         typer.echo(f"replaced {report.replaced_rows} rows the target held (--force)")
     typer.echo(

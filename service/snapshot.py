@@ -165,6 +165,14 @@ class IndexSnapshots:
         )
         return target
 
+    def discard(self) -> int:
+        """Remove every snapshot of the folder (after a restore: they describe another database);
+        returns how many."""
+        found = list(self.folder.glob("*.snapshot")) if self.folder.is_dir() else []
+        for path in found:
+            path.unlink(missing_ok=True)
+        return len(found)
+
     def read(self, version: str, model_sha256: str, dim: int) -> tuple[GalleryImage, int]:
         path = self.path(version)
         try:

@@ -414,10 +414,12 @@ def test_restored_service_identifies_every_person(
     assert "people 8" in made.output and "restoring needs them" in made.output
     done = cli(monkeypatch, tmp_path, other_blank_url, "restore", str(archive))
     assert done.exit_code == 0, done.output
+    assert "removed 1 index snapshots" in done.output  # the source's, saved at its shutdown
     again = cli(monkeypatch, tmp_path, other_blank_url, "restore", str(archive))
     assert again.exit_code == 1 and "not empty" in again.output
     restored = started(other_blank_url, tmp_path)
     try:
+        assert restored.app.state.facegate.lifecycle.started_from.reason == "missing"  # rebuilt
         assert restored.get("/people?limit=100").json()["total"] == 8
         for i, folder in enumerate(people):
             first = identify(restored, sorted(folder.glob("*.jpg"))[0])
