@@ -119,7 +119,9 @@ class CollectionIndex:
         groups = [DEFAULT_ONLY] * len(i) if collections is None else [memberships(c) for c in collections]
         if len(groups) != len(i):
             raise ValueError(f"{len(groups)} memberships for {len(i)} ids")
-        clash = self.ids().intersection(i.tolist())
+        with self._lock:
+            default = self._indexes[DEFAULT]
+        clash = [x for x in i.tolist() if x in self._member or x in default]
         if clash:
             raise ValueError(f"ids already indexed: {sorted(clash)[:5]}")
         by_name: dict[str, list[int]] = {}
@@ -143,9 +145,8 @@ class CollectionIndex:
             with self._lock:
                 index = self._indexes.get(name)
             if index is not None:
-                present = index.ids().intersection(members)
+                removed |= {m for m in members if m in index}
                 index.remove(members)
-                removed |= present
         for id_ in wanted:
             self._remember(id_, DEFAULT_ONLY)
         return len(removed)

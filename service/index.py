@@ -122,6 +122,10 @@ class FaceIndex:
         with self._lock:
             return set(self._ids)
 
+    def __contains__(self, id_: object) -> bool:
+        with self._lock:
+            return id_ in self._ids
+
     def serialize(self) -> bytes:
         """The whole index as bytes (FAISS's own format: ids and vectors), for a snapshot."""
         with self._lock:
