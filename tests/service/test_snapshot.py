@@ -186,3 +186,19 @@ def test_the_service_restarts_from_the_snapshot_it_saved_at_shutdown(make_client
     found = post_photo(again, "/identify", photos[1], collection="door").json()
     assert found["person"]["person_id"] == "ann" and found["gallery_size"] == 1
     assert again.get("/readyz").status_code == 200
+
+
+def test_the_saver_saves_only_when_the_change_log_moved(sessions, tmp_path):
+    from service.snapshot import SnapshotSaver
+
+    g = filled(sessions, n=3)
+    feed = ChangeFeed(sessions)
+    store = IndexSnapshots(tmp_path)
+    saver = SnapshotSaver(store, lambda: (g, SHA), feed.position, feed, interval=0)
+    assert saver.save() == store.path("v1")
+    assert saver.save() is None  # nothing changed since
+    enrol(g, np.random.default_rng(3), "new")
+    assert saver.save() == store.path("v1")
+    started = fresh(g)
+    result = store.start(started, feed, SHA)
+    assert result.source == "snapshot" and result.replayed == 0 and "new" in started._by_person
