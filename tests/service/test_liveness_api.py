@@ -89,6 +89,19 @@ def test_a_challenge_is_used_once_and_expires(client):
     assert_problem(_check(client, old["challenge_id"], NO_FACE), 409, "challenge_expired")
 
 
+def test_frames_may_come_as_json(client):
+    import base64
+
+    c = _challenge(client)
+    frames = [base64.b64encode(f).decode() for f in NO_FACE]
+    r = client.post("/liveness/check", json={"challenge_id": c["challenge_id"], "frames_base64": frames})
+    assert r.status_code == 200 and r.json()["live"] is False and r.json()["frames"] == 4, r.text
+    r = client.post(
+        "/liveness/check", json={"challenge_id": c["challenge_id"], "frames_base64": frames, "x": 1}
+    )
+    assert_problem(r, 422, "invalid_request")
+
+
 def test_frame_count_and_size_are_bounded_before_the_challenge_is_used(client):
     c = _challenge(client)
     assert_problem(_check(client, c["challenge_id"], NO_FACE[:1] * 33), 422, "too_many_frames")
