@@ -176,6 +176,17 @@ class SyncedGallery(Gallery):
         self._notify(person_id)
         return record
 
+    def edit_collections(
+        self,
+        person_id: str,
+        add: Iterable[str] = (),
+        remove: Iterable[str] = (),
+        audit: AuditEvent | None = None,
+    ) -> PersonRecord:
+        record = super().edit_collections(person_id, add, remove, audit)
+        self._notify(person_id)
+        return record
+
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 

@@ -183,3 +183,15 @@ def test_searching_many_collections_counts_each_person_once(sessions):
     q = unit(rng)
     hits = found(g, q, ["a", "b"])
     assert len(hits) == len(set(hits)) == 6 and g.size(["a", "b"]) == 6
+
+
+def test_a_model_being_adopted_learns_membership_edits_from_the_listener(sessions):
+    current = SyncedGallery(sessions, FaceIndex(DIM), "v1")
+    adopted = SyncedGallery(sessions, FaceIndex(DIM), "v1")
+    current.load()
+    adopted.load()
+    current.add_listener(lambda pid, source: adopted.refresh([pid]))
+    e = enrol(current, np.random.default_rng(12), "w", ["door"])
+    assert found(adopted, e.vector, ["door"]) == ["w"]
+    current.edit_collections("w", add=["lobby"], remove=["door"])
+    assert found(adopted, e.vector, ["lobby"]) == ["w"] and found(adopted, e.vector, ["door"]) == []
