@@ -125,6 +125,35 @@ def test_challenges_survive_a_restart(make_client):
     assert_problem(_check(first, c["challenge_id"], NO_FACE), 409, "challenge_used")
 
 
+def test_of_checks_racing_for_one_challenge_exactly_one_gets_it(client):
+    import threading
+
+    from service.liveness.challenges import ChallengeStore
+    from service.liveness.errors import ChallengeUsed
+
+    state = client.app.state.facegate
+    caller = Caller(None, "race", frozenset({"verify"}))
+    for _ in range(5):
+        c = ChallengeStore(state.sessions, 30).issue(caller)
+        outcomes: list[str] = []
+        start = threading.Barrier(4)
+
+        def take(c=c, outcomes=outcomes, start=start) -> None:
+            start.wait()
+            try:
+                ChallengeStore(state.sessions, 30).take(c.id, caller)
+                outcomes.append("taken")
+            except ChallengeUsed:
+                outcomes.append("used")
+
+        threads = [threading.Thread(target=take) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(outcomes) == ["taken", "used", "used", "used"]
+
+
 # ---- the token on /verify and /identify (needs LFW faces) ----
 
 
