@@ -6,6 +6,7 @@ import { compareView } from "./js/views/compare.js";
 import { enrolView } from "./js/views/enrol.js";
 import { identifyView } from "./js/views/identify.js";
 import { keysView } from "./js/views/keys.js";
+import { livenessView } from "./js/views/liveness.js";
 import { modelView } from "./js/views/model.js";
 import { peopleView } from "./js/views/people.js";
 import { verifyView } from "./js/views/verify.js";
@@ -16,6 +17,7 @@ const ROUTES = {
   verify: ["Verify", "verify", verifyView],
   identify: ["Identify", "verify", identifyView],
   compare: ["Compare", "compare", compareView],
+  liveness: ["Liveness", "verify", livenessView],
   people: ["People", "admin", peopleView],
   model: ["Model", "admin", modelView],
   audit: ["Audit", "admin", auditView],
