@@ -18,7 +18,9 @@ from service.gallery.audit import Caller
 from service.gallery.gallery import Gallery
 from service.gallery.records import PersonRecord
 from service.gallery.tables import as_utc
+from service.liveness import binding as liveness
 from service.metrics import Metrics
+from service.pipeline.face_choice import FaceChoice
 from service.pipeline.pipeline import EmbeddedFace, FacePipeline, FaceSelection, Photo, Timings
 from service.pipeline.quality import QualityLimits, assess, limits_for, quality_levels
 from service.schemas import (
@@ -37,6 +39,7 @@ from service.schemas import (
     VerifyOptions,
     VerifyOut,
 )
+from service.selftrain import AcceptedProbes
 from service.settings import Settings
 
 
@@ -89,6 +92,7 @@ class Recognizer(Generic[GalleryT]):
         self.settings = settings
         self.metrics = metrics
         self.card = pipeline.embedder.card
+        self.accepted = AcceptedProbes.from_settings(settings, self.card)  # opt-in self-training crops
         self.quality_levels = quality_levels(
             QualityLimits(
                 min_eye_distance=settings.min_eye_distance,
@@ -102,14 +106,16 @@ class Recognizer(Generic[GalleryT]):
     def version(self) -> str:
         return self.card.version
 
-    def _process(self, data: bytes, selection: FaceSelection, face_index: int | None = None) -> Photo:
+    def _process(
+        self, data: bytes, selection: FaceSelection, face_index: FaceChoice | int | None = None
+    ) -> Photo:
         timings = Timings()
         photo = self.pipeline.process(data, selection, timings, face_index)
         self.metrics.observe_stages(timings.stages)
         return photo
 
     def _burst(
-        self, frames: list[bytes], selection: FaceSelection, face_index: int | None
+        self, frames: list[bytes], selection: FaceSelection, face_index: FaceChoice
     ) -> tuple[Photo, int]:
         """The processed photo of the frame that decides, and its number (1 for the first).
 
@@ -118,9 +124,9 @@ class Recognizer(Generic[GalleryT]):
         passed over (a burst without any face is ``no_face``)."""
         if len(frames) == 1:
             return self._process(frames[0], selection, face_index), 1
-        if face_index is not None:
+        if face_index.given:
             raise InvalidRequest(
-                "face_index chooses a face of one photo: send it with a single photo, not a burst",
+                "face_index or face_box chooses a face of one photo: send it with a single photo, not a burst",
                 frames=len(frames),
             )
         medium = self.quality_levels["medium"]
@@ -161,7 +167,7 @@ class Recognizer(Generic[GalleryT]):
         named = opts.named()
         membership.check_editable(named or (), caller.collection)  # refused before any work
         selection = FaceSelection(opts.face_selection)
-        photo = self._process(data, selection, opts.face_index)
+        photo = self._process(data, selection, FaceChoice(opts.face_index, opts.face_box))
         face = photo.faces[0]
         quality = assess(face.face, face.crop, limits_for(self.quality_levels, opts.quality_filter))
         if not quality.ok:
@@ -211,6 +217,7 @@ class Recognizer(Generic[GalleryT]):
     def delete(self, person_id: str, caller: Caller) -> None:
         """Remove the person everywhere; the audit row is committed with the deletion."""
         self.gallery.delete(person_id, audit.row(caller, "delete", model_version=self.version))
+        self.accepted.forget(person_id)
         self.metrics.gallery_size.set(self.gallery.size())
 
     def export(self, person_id: str, caller: Caller) -> dict[str, Any]:
@@ -245,6 +252,7 @@ class Recognizer(Generic[GalleryT]):
     def verify(self, data: bytes | list[bytes], opts: VerifyOptions, caller: Caller) -> VerifyOut:
         """Is the photo (or the best frame of a burst of 2 to 5) the enrolled ``person_id``?"""
         frames = [data] if isinstance(data, bytes) else data
+        liveness.require(self.settings, caller, opts.liveness_token)
         reference = self.gallery.embedding_of(opts.person_id)  # PersonNotFound before any work
         if caller.collection is not None and caller.collection not in self.gallery.collections_of(
             opts.person_id
@@ -254,13 +262,16 @@ class Recognizer(Generic[GalleryT]):
                 collection=caller.collection,
             )
         self._refuse_unmatchable(opts.person_id, caller)
-        photo, frame = self._burst(frames, FaceSelection.largest, opts.face_index)
+        photo, frame = self._burst(frames, FaceSelection.largest, FaceChoice(opts.face_index, opts.face_box))
         face = photo.faces[0]
         cal = self.card.calibration
+        live = self._liveness(opts.liveness_token, face, caller, "verify", opts.person_id)
         similarity = float(np.dot(face.embedding, reference))
         score = cal.score(similarity)
         threshold = self._verify_threshold(opts.threshold, caller)
         match = score >= threshold.score
+        if match:
+            self.accepted.keep(opts.person_id, face.crop, score)
         self.metrics.observe_decision(
             "verify", self.version, "match" if match else "no_match", score, similarity
         )
@@ -276,6 +287,7 @@ class Recognizer(Generic[GalleryT]):
                 "face_index": face.index,
                 "frames": len(frames),
                 "frame": frame,
+                **live,
             },
         )
         return VerifyOut(
@@ -295,8 +307,12 @@ class Recognizer(Generic[GalleryT]):
         """Are the faces of two photos the same person? Nobody enrolled is involved and nothing is
         stored but the audit row; the threshold is /verify's (a 1:1 decision, FACEGATE_TARGET_FAR)."""
         threshold = self._verify_threshold(opts.threshold, caller)  # refused before any work
-        photo_a = self._process(a, FaceSelection.largest, opts.face_index_a)
-        photo_b = self._process(b, FaceSelection.largest, opts.face_index_b)
+        choice_a, choice_b = (
+            FaceChoice(opts.face_index_a, opts.face_box_a),
+            FaceChoice(opts.face_index_b, opts.face_box_b),
+        )
+        photo_a = self._process(a, FaceSelection.largest, choice_a)
+        photo_b = self._process(b, FaceSelection.largest, choice_b)
         face_a, face_b = photo_a.faces[0], photo_b.faces[0]
         similarity = float(np.dot(face_a.embedding, face_b.embedding))
         score = self.card.calibration.score(similarity)
@@ -357,6 +373,22 @@ class Recognizer(Generic[GalleryT]):
             )
         return verify_threshold(self.card.calibration, self.settings.target_far, requested)
 
+    def _liveness(
+        self, token: str | None, face: EmbeddedFace, caller: Caller, action: str, person_id: str | None = None
+    ) -> dict[str, Any]:
+        """The liveness token, when sent, used up and bound to the probe face (``service.liveness``)."""
+        return liveness.redeem(
+            token,
+            face.embedding,
+            settings=self.settings,
+            calibration=self.card.calibration,
+            model_version=self.version,
+            sessions=self.gallery.session_factory,
+            caller=caller,
+            action=action,
+            person_id=person_id,
+        )
+
     def _record(self, caller: Caller, action: str, **fields: Any) -> None:
         audit.record(
             self.gallery.session_factory, audit.row(caller, action, model_version=self.version, **fields)
@@ -366,7 +398,9 @@ class Recognizer(Generic[GalleryT]):
         """Who is in the photo (or in the best frame of a burst of 2 to 5), if anyone?"""
         frames = [data] if isinstance(data, bytes) else data
         searched = self._searched(opts.named(), caller)  # refused before any work
-        photo, frame = self._burst(frames, opts.face_selection, opts.face_index)
+        liveness.require(self.settings, caller, opts.liveness_token)
+        photo, frame = self._burst(frames, opts.face_selection, FaceChoice(opts.face_index, opts.face_box))
+        live = self._liveness(opts.liveness_token, photo.faces[0], caller, "identify")
         size = self.gallery.size(searched)
         threshold = identify_threshold(self.card.calibration, self.settings.target_fpir, size)
         k = opts.top_k or self.settings.top_k
@@ -380,6 +414,8 @@ class Recognizer(Generic[GalleryT]):
                 for s in scored
             ]
             person = candidates[0] if result == "match" else None
+            if person is not None and best is not None:
+                self.accepted.keep(person.person_id, face.crop, best.score)
             if not caller.is_admin:  # who else resembles the face is not a door terminal's business
                 candidates = [person] if person is not None else []
             answers.append(
@@ -415,6 +451,7 @@ class Recognizer(Generic[GalleryT]):
                 "collections": list(searched),
                 "frames": len(frames),
                 "frame": frame,
+                **live,
             },
         )
         checked = {a.face_index: a for a in answers}

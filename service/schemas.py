@@ -15,9 +15,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.json_schema import SkipJsonSchema
+from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 
 from service.auth import SCOPES
+from service.collection_index import NAME_PATTERN as COLLECTION_PATTERN
+from service.liveness.tokens import PATTERN as LIVENESS_TOKEN_PATTERN
 from service.model_card import MeasuredThreshold, ModelCard, OrgCalibration
 from service.pipeline.face import Face
 from service.pipeline.pipeline import FaceSelection
@@ -49,10 +51,94 @@ FACE_INDEX = Field(
 )
 
 
+def _face_box(value: Any) -> Any:
+    """``"x1,y1,x2,y2"`` (a form field or JSON string) or a JSON array of four numbers."""
+    if value is None:
+        return None
+    parts = value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("[") and text.endswith("]"):
+            text = text[1:-1]
+        parts = text.split(",")
+    if not isinstance(parts, (list, tuple)) or len(parts) != 4 or any(isinstance(p, bool) for p in parts):
+        raise ValueError("face_box is four numbers x1,y1,x2,y2 (the form faces[].box has)")
+    try:
+        box = tuple(float(p) for p in parts)
+    except (TypeError, ValueError):
+        raise ValueError("face_box is four numbers x1,y1,x2,y2 (the form faces[].box has)") from None
+    if not all(abs(v) <= 1e6 for v in box) or not (box[2] > box[0] and box[3] > box[1]):
+        raise ValueError("face_box needs x2 > x1 and y2 > y1, in pixels (at most 1e6)")
+    return box
+
+
+FaceBoxOpt = Annotated[
+    tuple[float, float, float, float] | SkipJsonSchema[None],
+    BeforeValidator(_face_box),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^\[?\s*-?[0-9.]+(\s*,\s*-?[0-9.]+){3}\s*\]?$"},
+                {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4},
+            ],
+        }
+    ),
+]
+FACE_BOX = Field(
+    None,
+    description="use the face whose detected box overlaps this box most: x1,y1,x2,y2 in the photo's pixels "
+    "(after EXIF rotation), as faces[].box reports boxes; at least 0.3 intersection over union "
+    "(face_box_no_match otherwise); not with face_index (face_choice_conflict)",
+)
+
+
 # ---- request options (the same fields arrive as multipart form fields or as JSON) ----
 
+LIVENESS_TOKEN = Field(
+    None,
+    pattern=LIVENESS_TOKEN_PATTERN,
+    description="a token from a passed POST /liveness/check (single use): the photo's face must be the live "
+    "face it was issued for; required for keys of the scopes FACEGATE_LIVENESS_REQUIRED_SCOPES lists",
+)
 
-class EnrollOptions(_Strict):
+
+def _name_list(value: Any) -> Any:
+    """``"a,b"`` (a form field) is the list ``["a", "b"]``."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",")]
+    return value
+
+
+CollectionName = Annotated[str, Field(pattern=COLLECTION_PATTERN)]
+
+
+class CollectionOptions(_Strict):
+    """Which collection(s) to search (service.collection_index): ``collection`` names one,
+    ``collections`` several (a JSON array, or comma-separated). Neither: the key's bound
+    collection, else ``default``."""
+
+    collection: CollectionName | None = Field(None, description="the collection to search")
+    collections: Annotated[list[CollectionName], BeforeValidator(_name_list)] | None = Field(
+        None,
+        min_length=1,
+        max_length=20,
+        description="collections to search together (comma-separated in a form)",
+    )
+
+    @model_validator(mode="after")
+    def _one_way(self) -> CollectionOptions:
+        if self.collection is not None and self.collections is not None:
+            raise ValueError("send collection or collections, not both")
+        return self
+
+    def named(self) -> list[str] | None:
+        """The collections the request names (each once, in order), or None."""
+        if self.collection is not None:
+            return [self.collection]
+        return None if self.collections is None else list(dict.fromkeys(self.collections))
+
+
+class EnrollOptions(CollectionOptions):
     name: str = Field(min_length=1, max_length=200)
     person_id: str | None = Field(
         None, pattern=PERSON_ID_PATTERN, description="client key; generated if absent"
@@ -68,18 +154,22 @@ class EnrollOptions(_Strict):
     )
     replace: bool = False
     face_index: Annotated[int | None, NotBool] = FACE_INDEX
+    face_box: FaceBoxOpt = FACE_BOX
 
 
 class VerifyOptions(_Strict):
     person_id: str = Field(pattern=PERSON_ID_PATTERN)
+    liveness_token: str | SkipJsonSchema[None] = LIVENESS_TOKEN
     threshold: Annotated[float | None, NotBool] = Field(
         None, gt=0, lt=1, description="score threshold overriding the default"
     )
     face_index: Annotated[int | None, NotBool] = FACE_INDEX
+    face_box: FaceBoxOpt = FACE_BOX
 
 
-class IdentifyOptions(_Strict):
+class IdentifyOptions(CollectionOptions):
     top_k: Annotated[int | None, NotBool] = Field(None, ge=1, le=100)
+    liveness_token: str | SkipJsonSchema[None] = LIVENESS_TOKEN
     face_selection: FaceSelection = FaceSelection.largest
     face_index: Annotated[int | None, NotBool] = Field(
         None,
@@ -88,6 +178,7 @@ class IdentifyOptions(_Strict):
         description="identify this face only (an index into the response's faces, largest box first, ties "
         "by position); overrides face_selection",
     )
+    face_box: FaceBoxOpt = FACE_BOX
 
 
 class CompareOptions(_Strict):
@@ -96,6 +187,8 @@ class CompareOptions(_Strict):
     )
     face_index_a: Annotated[int | None, NotBool] = FACE_INDEX
     face_index_b: Annotated[int | None, NotBool] = FACE_INDEX
+    face_box_a: FaceBoxOpt = FACE_BOX
+    face_box_b: FaceBoxOpt = FACE_BOX
 
 
 class ImageJSON(_Strict):
@@ -172,6 +265,7 @@ class PersonOut(BaseModel):
     matchable: bool = Field(
         True, description="active and not expired: /verify and /identify may match the person now"
     )
+    collections: list[str] = Field(["default"], description="the collections the person is in")
 
 
 def _aware(value: Any) -> Any:
@@ -309,6 +403,14 @@ class IdentifyOut(BaseModel):
     threshold_similarity: float
     threshold_basis: str
     gallery_size: int
+    collections: list[str] = Field(
+        ["default"], description="the collections searched (gallery_size counts them)"
+    )
+    promised_fpir: float | None = Field(
+        None,
+        description="the false-positive identification rate the model's calibration supports over "
+        "gallery_size people: FACEGATE_TARGET_FPIR, or more when the gallery is past what it measured",
+    )
     model_version: str
     candidates: list[CandidateOut]
     face: FaceOut
@@ -320,6 +422,14 @@ class IdentifyOut(BaseModel):
     face_index: int = Field(description="the face the top-level result is about: its index in faces")
     frames: int = FRAMES
     frame: int = FRAME
+
+
+class CollectionOut(BaseModel):
+    name: str
+    people: int = Field(description="people stored in the collection")
+    gallery_size: int = Field(
+        description="people /identify searches in it now (with an embedding, matchable): its 1:N N"
+    )
 
 
 class PeoplePage(BaseModel):
@@ -337,6 +447,7 @@ class KeyOut(BaseModel):
     created_at: datetime
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+    collection: str | None = Field(None, description="bound: the key searches only this collection")
 
 
 class CreatedKeyOut(KeyOut):
@@ -345,6 +456,11 @@ class CreatedKeyOut(KeyOut):
 
 class KeyCreate(_Strict):
     name: str = Field(min_length=1, max_length=100)
+    collection: CollectionName | None = Field(
+        None,
+        description="bind the key to this collection: it identifies, enrols and edits memberships only there "
+        "(null or absent: unbound)",
+    )
     scopes: list[str] = Field(
         min_length=1,
         max_length=len(SCOPES),
@@ -410,10 +526,39 @@ class ConsistencyOut(BaseModel):
     seconds: float = Field(description="how long it took")
 
 
+class OperatingPoint(BaseModel):
+    """A threshold the service decides with now, and why."""
+
+    far: float | None = Field(
+        description="per-comparison false-accept rate it is chosen for (None: set explicitly)"
+    )
+    similarity: float = Field(description="the cosine similarity threshold")
+    score: float = Field(description="the score threshold")
+    basis: str = Field(description="why this threshold, in words (as decisions state it)")
+
+
+class IdentifyOperatingPoint(OperatingPoint):
+    fpir: float = Field(description="the target false-positive identification rate (FACEGATE_TARGET_FPIR)")
+    gallery_size: int = Field(description="people /identify searches now (far = fpir / gallery_size)")
+
+
+class OperatingPoints(BaseModel):
+    verify: OperatingPoint = Field(description="the threshold /verify uses without a client threshold")
+    identify: IdentifyOperatingPoint = Field(
+        description="the threshold /identify uses for the current gallery"
+    )
+
+
 class ModelInUse(ModelCard):
     """The model card in use, with the onnxruntime execution providers running it."""
 
     execution_providers: list[str]
+    operating_points: OperatingPoints | None = Field(
+        None, description="the thresholds /verify and /identify decide with now"
+    )
+    figures: list[str] = Field(
+        [], description="figure files of the model version, served by GET /model/figures/{name}"
+    )
 
 
 class ModelVersionOut(BaseModel):
@@ -474,6 +619,7 @@ class ExportedPerson(BaseModel):
     status: Literal["active", "suspended"] = "active"
     suspended_at: datetime | None = None
     expires_at: datetime | None = None
+    collections: list[str] = ["default"]
 
 
 class ExportedCrop(BaseModel):
@@ -540,3 +686,51 @@ class AuditPage(BaseModel):
     items: list[AuditRow] = Field(description="newest first")
     next_cursor: int | None = Field(description="pass as cursor for the next (older) page; null: no more")
     limit: int
+
+
+# ---- liveness (service/liveness/) ----
+
+
+class LivenessChallengeOut(BaseModel):
+    challenge_id: str = Field(description="send it with the frames to POST /liveness/check (once)")
+    steps: list[str] = Field(
+        description="the poses to reach, in order: turn_left, turn_right (the person's own left and right), "
+        "look_up, look_down, come_closer"
+    )
+    instructions: list[str] = Field(description="each step in words, to show the person")
+    expires_at: datetime
+
+
+class LivenessStepOut(BaseModel):
+    step: str
+    passed: bool
+    measured: float = Field(
+        description="how far the step's measure moved from the first frame (yaw and pitch: a difference; "
+        "come_closer: a size ratio); the best reached when the step did not pass"
+    )
+    frame: int | None = Field(description="the frame (1 = first) where the step was reached")
+
+
+class LivenessReason(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    reason: str = Field(
+        description="step_not_reached, flat_motion, no_face, multiple_faces, different_person, frames_copied"
+    )
+    message: str
+
+
+class LivenessCheckOut(BaseModel):
+    live: bool
+    steps: list[LivenessStepOut]
+    reasons: list[LivenessReason] = Field(description="why the check failed, in words; empty when live")
+    score: float = Field(
+        description="the landmarks' misfit to a flat picture moved in front of the camera, in units of the "
+        "limit: at least 1 is needed (besides every other condition)"
+    )
+    frames: int
+    model_version: str
+    liveness_token: str | None = Field(
+        description="when live: a single-use token for /verify or /identify (liveness_token), bound to this face"
+    )
+    token_expires_in: float | None = Field(description="seconds the token stays valid")

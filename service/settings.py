@@ -10,7 +10,7 @@ from limits import parse_many
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from service.auth import MIN_CHOSEN_KEY_LEN
+from service.auth import MIN_CHOSEN_KEY_LEN, SCOPES
 from service.gallery.cipher import parse_keys
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +49,22 @@ class Settings(BaseSettings):
     )
     watch_interval: float = Field(5.0, gt=0, description="Seconds between scans of models_dir when watching")
     intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads per session (0: library default)")
+
+    # retraining (training/retrain/adapter_job.py, service/selftrain.py; README "Retraining")
+    selftrain_dir: Path | None = Field(
+        None, description="Keep probe crops accepted at a very high score here for retraining (unset: off)"
+    )
+    selftrain_min_score: float = Field(
+        0.999, gt=0, le=1, description="Smallest /verify or /identify match score whose probe crop is kept"
+    )
+    selftrain_retention_days: float = Field(
+        30.0, gt=0, description="Days a kept probe crop is kept before it is deleted"
+    )
+
+    @field_validator("selftrain_dir", mode="before")
+    @classmethod
+    def _selftrain_off_when_empty(cls, value: object) -> object:
+        return None if value == "" else value  # compose passes an unset variable as ""
 
     # image intake
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Largest accepted upload body")
@@ -166,6 +182,20 @@ class Settings(BaseSettings):
         description="Seconds between full comparisons of the index with the database in the background "
         "(0: only on demand, GET /admin/consistency)",
     )
+    index_snapshots: bool = Field(
+        True,
+        description="Start from a saved index snapshot and replay the change log since, instead of "
+        "rebuilding the index from the database (service/snapshot.py)",
+    )
+    index_snapshot_dir: Path | None = Field(
+        None,
+        description="Folder of the index snapshots (default: data_dir/index-snapshots; replicas may share one)",
+    )
+    index_snapshot_interval: float = Field(
+        300.0,
+        ge=0,
+        description="Seconds between index snapshots while the change log moves (0: only at shutdown)",
+    )
 
     # the access log (service/audit_retention.py)
     audit_retention_days: int = Field(
@@ -174,6 +204,27 @@ class Settings(BaseSettings):
     audit_purge_interval: float = Field(
         3600.0, gt=0, description="Seconds between automatic purges of audit rows past the retention"
     )
+
+    # liveness (service/liveness/, README "Liveness (experimental)")
+    liveness_challenge_ttl: float = Field(
+        30.0, gt=0, le=600, description="Seconds a liveness challenge may be answered after it is issued"
+    )
+    liveness_token_ttl: float = Field(
+        60.0, gt=0, le=3600, description="Seconds a liveness token may be redeemed by /verify or /identify"
+    )
+    liveness_required_scopes: str = Field(
+        "",
+        description="Comma-separated key scopes whose keys must send a liveness_token to /verify and "
+        "/identify (empty: none; an admin key only when admin is listed)",
+    )
+
+    @field_validator("liveness_required_scopes")
+    @classmethod
+    def _liveness_scopes_known(cls, value: str) -> str:
+        unknown = {s.strip() for s in value.split(",") if s.strip()} - SCOPES
+        if unknown:
+            raise ValueError(f"unknown scopes {sorted(unknown)}; valid: {', '.join(sorted(SCOPES))}")
+        return value
 
     # auth
     admin_key: str | None = Field(

@@ -15,7 +15,8 @@ from service.api.auth_first import KeyFirstMiddleware
 from service.api.intake import BodyLimitMiddleware
 from service.api.metrics import MetricsMiddleware
 from service.api.rate_limit import RateLimitMiddleware
-from service.api.routes import admin, audit, compare, keys, people, recognition, system
+from service.api.routes import admin, audit, collections, compare, keys, people, recognition, system
+from service.api.routes import liveness as liveness_routes
 from service.api.routes.console import mount_console
 from service.audit_retention import AuditPurger
 from service.metrics import Metrics
@@ -55,10 +56,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         recognition.router,
         compare.router,
         people.router,
+        collections.router,
         keys.router,
         system.router,
         admin.router,
         audit.router,
+        liveness_routes.router,
     ):
         app.include_router(router)
     mount_console(app)

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi.responses import FileResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.deps import AdminCaller, AnyCaller, StateDep, get_state, require
 from service.api.problems import problem_responses
+from service.decisions import identify_threshold, verify_threshold
 from service.errors import NotReady
 from service.gallery.audit import Caller
-from service.schemas import Health, ModelInUse, Readiness, ReadyChecks, WhoAmI
+from service.model_figures import MEDIA_TYPES, NAME_PATTERN, figure_file, list_figures
+from service.schemas import (
+    Health,
+    IdentifyOperatingPoint,
+    ModelInUse,
+    OperatingPoint,
+    OperatingPoints,
+    Readiness,
+    ReadyChecks,
+    WhoAmI,
+)
 
 router = APIRouter(tags=["system"])
 
@@ -58,9 +71,49 @@ def metrics(state: StateDep, caller: MetricsCaller) -> Response:
 
 @router.get("/model", response_model=ModelInUse, responses=problem_responses(401, 403, 503))
 def model(state: StateDep, caller: AdminCaller) -> ModelInUse:
-    """The model card in use, with the execution provider running it."""
-    rec = state.recognizer
-    return ModelInUse(**dict(rec.card), execution_providers=list(rec.pipeline.embedder.providers))
+    """The model card in use, with the execution provider running it, the thresholds /verify and
+    /identify decide with now, and the figure files the version ships."""
+    rec, entry = state.lifecycle.current_with_entry()
+    s, cal, size = state.settings, rec.card.calibration, rec.gallery.size()
+    verify = verify_threshold(cal, s.target_far, s.verify_threshold)
+    identify = identify_threshold(cal, s.target_fpir, size)
+    return ModelInUse(
+        **dict(rec.card),
+        execution_providers=list(rec.pipeline.embedder.providers),
+        operating_points=OperatingPoints(
+            verify=OperatingPoint(**asdict(verify)),
+            identify=IdentifyOperatingPoint(**asdict(identify), fpir=s.target_fpir, gallery_size=size),
+        ),
+        figures=list_figures(entry.folder),
+    )
+
+
+@router.get(
+    "/model/figures/{name:path}",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "content": {
+                t: {"schema": {"type": "string", "format": "binary"}}
+                for t in sorted(set(MEDIA_TYPES.values()))
+            }
+        },
+        **problem_responses(
+            401, 403, 404, 422, 503, s404="no such figure (figure_not_found)", s422="not a figure file name"
+        ),
+    },
+)
+def model_figure(
+    # the pattern is documented, not enforced here: figure_file refuses a name as invalid_figure_name
+    name: Annotated[str, Path(description="a figure file name", json_schema_extra={"pattern": NAME_PATTERN})],
+    state: StateDep,
+    caller: AdminCaller,
+) -> FileResponse:
+    """A figure of the model in use (the names are GET /model's `figures`); nothing else is served:
+    a name with a folder in it (`..`, `/`) is refused (invalid_figure_name)."""
+    _, entry = state.lifecycle.current_with_entry()
+    path, media_type = figure_file(entry.folder, name)
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=300"})
 
 
 @router.get("/me", response_model=WhoAmI, responses=problem_responses(401, 503))
