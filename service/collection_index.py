@@ -4,7 +4,9 @@ A person belongs to one or more collections (an organisation's sites and doors);
 named collection is in ``default``. ``/identify`` and the duplicate check search only the
 collection(s) asked for, and each collection's 1:N threshold comes from its own size.
 
-``CollectionIndex`` keeps an exact ``FaceIndex`` per collection. An embedding held by several
+``CollectionIndex`` keeps a ``FaceIndex`` per collection: exact search up to ``exact_max``
+embeddings (``FACEGATE_EXACT_INDEX_MAX``), an HNSW graph with exact re-ranking above it
+(``service.approx_index.SizedIndex``; each collection switches by its own size). An embedding held by several
 collections is stored in each of their indexes (a door's 200 people are searched by an index of
 200, not filtered out of 10^6); an embedding only in ``default``, the common case, is stored once
 and costs no membership entry. Seen from outside (``add``, ``remove``, ``ids``, ``len``,
@@ -19,6 +21,7 @@ from collections.abc import Collection, Iterable, Sequence
 
 import numpy as np
 
+from service.approx_index import SizedIndex
 from service.index import FaceIndex
 
 DEFAULT = "default"
@@ -38,13 +41,37 @@ class CollectionIndex:
     Writes come one at a time (the gallery's write lock); searches may run alongside them.
     """
 
-    def __init__(self, default: FaceIndex) -> None:
+    def __init__(self, default: FaceIndex, exact_max: int | None = None) -> None:
         self.dim = default.dim
         self.threads = default.threads
+        sized = default if isinstance(default, SizedIndex) else None
+        # every collection's index is exact up to exact_max embeddings, approximate above
+        self.exact_max = exact_max if exact_max is not None else (sized.exact_max if sized is not None else 0)
+        self.background = sized.background if sized is not None else True
+        if self.exact_max and (sized is None or sized.exact_max != self.exact_max):
+            fresh = self._new()
+            if len(default):
+                fresh.restore(default.serialize())
+            default = fresh
         self._lock = threading.Lock()
         self._indexes: dict[str, FaceIndex] = {DEFAULT: default}
         self._member: dict[int, frozenset[str]] = {}  # only embeddings not in default alone
         self._outside_default = 0  # embeddings in _member whose collections exclude default
+
+    def _new(self) -> SizedIndex:
+        return SizedIndex(self.dim, self.threads, self.exact_max, background=self.background)
+
+    def kinds(self) -> dict[str, str]:
+        """{collection: the index answering its searches} (``SizedIndex.kind``)."""
+        with self._lock:
+            indexes = dict(self._indexes)
+        return {n: ix.kind() if isinstance(ix, SizedIndex) else "exact" for n, ix in indexes.items()}
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the approximate indexes being built; True when none is left."""
+        with self._lock:
+            indexes = list(self._indexes.values())
+        return all(ix.wait(timeout) for ix in indexes if isinstance(ix, SizedIndex))
 
     # ---- collections ----
 
@@ -61,7 +88,7 @@ class CollectionIndex:
         with self._lock:
             for name in names:
                 if name not in self._indexes:
-                    self._indexes[name] = FaceIndex(self.dim, self.threads)
+                    self._indexes[name] = self._new()
 
     def collections_of(self, id_: int) -> frozenset[str]:
         return self._member.get(id_, DEFAULT_ONLY)
@@ -98,7 +125,7 @@ class CollectionIndex:
         with self._lock:
             index = self._indexes.get(name)
             if index is None:
-                index = self._indexes[name] = FaceIndex(self.dim, self.threads)
+                index = self._indexes[name] = self._new()
             return index
 
     def _remember(self, id_: int, names: frozenset[str]) -> None:
@@ -184,7 +211,7 @@ class CollectionIndex:
         fresh: dict[str, FaceIndex] = {}
         v = np.asarray(vectors, dtype=np.float32)
         for name in known | set(rows_of) | {DEFAULT}:
-            index = FaceIndex(self.dim, self.threads)
+            index = self._new()
             rows = rows_of.get(name)
             if rows:
                 index.rebuild(i[rows], v[rows])
@@ -205,10 +232,10 @@ class CollectionIndex:
         """Replace the content with a ``serialize`` result (built aside, then swapped in)."""
         fresh: dict[str, FaceIndex] = {}
         for name, data in parts.items():
-            index = FaceIndex(self.dim, self.threads)
-            index.restore(data)
-            fresh[name] = index
-        fresh.setdefault(DEFAULT, FaceIndex(self.dim, self.threads))
+            restored = self._new()
+            restored.restore(data)
+            fresh[name] = restored
+        fresh.setdefault(DEFAULT, self._new())
         found: dict[int, set[str]] = {}
         for name, index in fresh.items():
             if name != DEFAULT:
@@ -256,7 +283,7 @@ class CollectionIndex:
         with self._lock:
             indexes = [self._indexes[n] for n in sorted(set(collections)) if n in self._indexes]
         if not indexes:
-            indexes = [FaceIndex(self.dim, self.threads)]  # validates the query, answers nothing
+            indexes = [self._new()]  # validates the query, answers nothing
         if len(indexes) == 1:
             return indexes[0].search(vectors, k, exclude)
         parts = [ix.search(vectors, k, exclude) for ix in indexes]

@@ -33,13 +33,13 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import fpir_limits
+from service.approx_index import SizedIndex
 from service.crop_embed import CropEmbedder, alignment_meta
 from service.decisions import verify_threshold
 from service.errors import FaceGateError
 from service.gallery import audit
 from service.gallery.audit import Caller
 from service.gallery.synced import SyncedGallery
-from service.index import FaceIndex
 from service.metrics import Metrics
 from service.model_registry import (
     ModelEntry,
@@ -135,7 +135,7 @@ class ModelLifecycle:
         embedder = Embedder(entry.folder, self.providers, self.settings.intra_op_threads)
         gallery = SyncedGallery(
             self.sessions,
-            FaceIndex(embedder.card.embedding_dim),
+            SizedIndex(embedder.card.embedding_dim, exact_max=self.settings.exact_index_max),
             embedder.version,
             reembed=CropEmbedder(embedder),
             alignment=alignment_meta(embedder.card.alignment),

@@ -196,6 +196,12 @@ class Settings(BaseSettings):
         ge=0,
         description="Seconds between index snapshots while the change log moves (0: only at shutdown)",
     )
+    exact_index_max: int = Field(
+        200_000,
+        ge=0,
+        description="Embeddings a collection's index searches exactly; above it an HNSW graph with exact "
+        "re-ranking (service/approx_index.py; 0: always exact)",
+    )
 
     # the access log (service/audit_retention.py)
     audit_retention_days: int = Field(
