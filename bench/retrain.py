@@ -7,10 +7,13 @@ are the organisation's extra labelled photos; those the model in use already mat
 reference above the card's similarity at FAR 1e-4 stand for the probes a service would keep for
 self-training (``FACEGATE_SELFTRAIN_DIR``). Then the job's own ``train_and_gate`` (identity-disjoint
 split, adapter, paired bootstrap gate with LFW View 1) and, when it publishes, the job's own
-``publish_adapter`` into ``var/retrain/models`` (composed ONNX, parity with torch, recalibration).
+``publish_adapter`` into ``var/retrain/models`` (composed ONNX, parity with torch, recalibration
+by the service's organisation calibration, ``service.org_calibration``, on the held-out photos).
 
 Runs: ``celeba`` and ``lfw`` (LFW people outside View 1's test pairs, so the LFW View 1 gate never
-sees the organisation's people; View 2 is not used), ``celeba-shuffled`` (the training photos' identities
+sees the organisation's people; View 2 is not used), ``lfw-dlib`` (the same LFW organisation for a
+deployment still on ``models/dlib``: every run names its deployment model, ``--model`` for the
+others), ``celeba-shuffled`` (the training photos' identities
 shuffled) and ``celeba-destroyed`` (the trained adapter's last layer overwritten): made to
 regress, both must be refused and the sources measured on CelebA
 (``celeba-views`` ...). Embeddings come from caches (``training.science.embeddings``,
@@ -65,6 +68,7 @@ SOURCE_RUNS = {  # the sources measured on CelebA (the default: the real photos,
     "celeba-extra": ("extra",),
     "celeba-views+extra+selftrain": ("view", "extra", "selftrain"),
 }
+RUN_MODELS = {"lfw-dlib": Path("models/dlib")}  # runs for another deployment model than --model
 
 
 def _crops(
@@ -131,14 +135,40 @@ def celeba(data: Path, model: Path, strict: float, seed: int):
                          Path("var/retrain"), strict, seed)  # fmt: skip
 
 
+def view1_people(root: Path) -> set[str]:
+    """The people in LFW View 1's test pairs (``pairsDevTest.txt``): the general-accuracy gate's."""
+    return {k.split("/")[0] for k in read_lfw_pairs(root / "pairsDevTest.txt").keys}
+
+
 def lfw_org_keys(root: Path) -> list[str]:
     """LFW people outside View 1's test pairs (the gate's), at most LFW_PER_PERSON photos each."""
-    v1 = {k.split("/")[0] for k in read_lfw_pairs(root / "pairsDevTest.txt").keys}
+    v1 = view1_people(root)
     keys = []
     for d in sorted((root / "images").iterdir()):
         if d.name not in v1:
             keys += [f"{d.name}/{f}" for f in sorted(p.name for p in d.iterdir())[:LFW_PER_PERSON]]
     return keys
+
+
+def disjoint_from_view1(root: Path, out) -> dict[str, int]:
+    """Checks that LFW View 1's test people meet neither the people the adapter trained on nor the
+    held-out organisation people (raises otherwise); the counts for the record."""
+    v1 = view1_people(root)
+    train, held = set(out.split.train_ids), set(out.split.held_ids)
+    for name, people in (("training", train), ("held-out", held)):
+        shared = sorted(v1 & people)
+        if shared:
+            raise RuntimeError(
+                f"{len(shared)} {name} organisation people are in LFW View 1's test pairs: {shared[:5]}"
+            )
+    if train & held:
+        raise RuntimeError("training and held-out organisation people overlap")
+    return {
+        "view1_test_people": len(v1),
+        "training_people": len(train),
+        "held_out_people": len(held),
+        "shared": 0,
+    }
 
 
 def lfw(data: Path, model: Path, strict: float, seed: int):
@@ -177,11 +207,12 @@ def destroy(adapter) -> None:
         adapter.fc2.weight.copy_(torch.randn(adapter.fc2.weight.shape, generator=gen) * 0.5)
 
 
-def run_one(name: str, org, lfw_pairs, opts: AdapterOptions, relabel=None, corrupt=None):
+def run_one(name: str, model: Path, org, lfw_pairs, opts: AdapterOptions, relabel=None, corrupt=None):
     t0 = time.perf_counter()
     out = train_and_gate(org, lfw_pairs, opts, relabel=relabel, corrupt=corrupt)
     record = {
         "dataset": name,
+        "model": str(model),
         "published": out.decision.publish,
         "dir_before": round(out.org.before, 4),
         "dir_after": round(out.org.after, 4),
@@ -200,15 +231,15 @@ def run_one(name: str, org, lfw_pairs, opts: AdapterOptions, relabel=None, corru
 
 def table(records: list[dict]) -> str:
     lines = [
-        "| run | method | held-out (enrolled / probes / strangers) | DIR @ FPIR 1 % before → after | 95 % interval of the change | LFW View 1 before → after [interval] | published | decided by |",
-        "|---|---|---|---|---|---|---|---|",
+        "| run | model in use | method | held-out (enrolled / probes / strangers) | DIR @ FPIR 1 % before → after | 95 % interval of the change | LFW View 1 before → after [interval] | published | decided by |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         h, lv = r["held_out"], r["lfw_view1"]
         lfw_cell = (f"{lv['before']:.4f} → {lv['after']:.4f} [{lv['interval_low']:+.4f}, {lv['interval_high']:+.4f}]"
                     if lv else "—")  # fmt: skip
         lines.append(
-            f"| {r['dataset']} | {r['method']} | {h['enrolled_identities']} / {h['genuine_probes']} / "
+            f"| {r['dataset']} | `{r['model']}` | {r['method']} | {h['enrolled_identities']} / {h['genuine_probes']} / "
             f"{h['stranger_probes']} | {r['dir_before']:.4f} → {r['dir_after']:.4f} | "
             f"[{r['interval_low']:+.4f}, {r['interval_high']:+.4f}] | {lfw_cell} | "
             f"{'yes' if r['published'] else '**no**'} | {r['decided_by']} |"
@@ -222,7 +253,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", type=Path, default=Path("models/sface"))
     p.add_argument(
         "--runs",
-        default="celeba,lfw,celeba-shuffled,celeba-destroyed,celeba-contrastive," + ",".join(SOURCE_RUNS),
+        default="celeba,lfw,lfw-dlib,celeba-shuffled,celeba-destroyed,celeba-contrastive,"
+        + ",".join(SOURCE_RUNS),
     )
     p.add_argument("--loss", default="cosine_contrastive")
     p.add_argument("--epochs", type=int, default=30)
@@ -232,19 +264,25 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     runs = [r for r in a.runs.split(",") if r]
-    card = load_card(a.model)
-    strict = next(e.similarity for e in card.calibration.far_table if e.far <= 1e-4)
-    lfw_pairs = lfw_view1_pairs(a.model, a.data, Path("models"), Path("var/retrain/cache"))
     opts = AdapterOptions(loss=a.loss, epochs=a.epochs, seed=a.seed)
-    orgs: dict[str, tuple] = {}
+    orgs: dict[tuple[str, Path], tuple] = {}
+    per_model: dict[Path, tuple] = {}  # model -> (strict similarity, LFW View 1 pairs, parent entry)
     records = []
-    parent = read_entry(a.model)
     a.models_out.mkdir(parents=True, exist_ok=True)
     for run in runs:
+        model = RUN_MODELS.get(run, a.model)
+        if model not in per_model:
+            card = load_card(model)
+            per_model[model] = (
+                next(e.similarity for e in card.calibration.far_table if e.far <= 1e-4),
+                lfw_view1_pairs(model, a.data, Path("models"), Path("var/retrain/cache")),
+                read_entry(model),
+            )
+        strict, lfw_pairs, parent = per_model[model]
         base = "lfw" if run.startswith("lfw") else "celeba"
-        if base not in orgs:
-            orgs[base] = (lfw if base == "lfw" else celeba)(a.data, a.model, strict, a.seed)
-        org, crops = orgs[base]
+        if (base, model) not in orgs:
+            orgs[base, model] = (lfw if base == "lfw" else celeba)(a.data, model, strict, a.seed)
+        org, crops = orgs[base, model]
         o, relabel, corrupt = opts, None, None
         if run in SOURCE_RUNS:
             o = replace(opts, sources=SOURCE_RUNS[run])
@@ -254,8 +292,11 @@ def main(argv: list[str] | None = None) -> None:
             corrupt = destroy
         elif run.endswith("-contrastive"):
             o = replace(opts, loss="contrastive")
-        record, out = run_one(run, org, lfw_pairs, o, relabel, corrupt)
-        if out.decision.publish and run in ("celeba", "lfw"):
+        record, out = run_one(run, model, org, lfw_pairs, o, relabel, corrupt)
+        if base == "lfw":
+            record["view1_disjoint"] = disjoint_from_view1(a.data / "lfw", out)
+        record["strict_similarity_for_selftrain"] = strict
+        if out.decision.publish and run in ("celeba", "lfw", "lfw-dlib"):
             version = f"{parent.version}-ad.{run}"
             target = a.models_out / version
             if target.exists():
@@ -267,10 +308,14 @@ def main(argv: list[str] | None = None) -> None:
             rep = json.loads((folder / "report.json").read_text())
             record["published_version"] = version
             record["parity_min_cosine"] = rep["parity_min_cosine"]
+            cal = json.loads((folder / "calibration_report.json").read_text())  # service.org_calibration's
+            record["calibration"] = {k: cal[k] for k in ("a", "b", "target_far", "far", "frr", "photos_used",
+                                                         "people", "genuine_pairs", "impostor_pairs")}  # fmt: skip
+            record["calibration"]["threshold_similarity"] = cal["threshold"]["similarity"]
         log.info("%s: %s", run, json.dumps(record))
         records.append(record)
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"model": str(a.model), "strict_similarity_for_selftrain": strict, "seed": a.seed,
+    meta = {"model": str(a.model), "models": {r: str(m) for r, m in RUN_MODELS.items()}, "seed": a.seed,
             "loss": a.loss, "epochs": a.epochs, "bootstrap": 2000,
             "command": "OMP_NUM_THREADS=1 python bench/retrain.py"}  # fmt: skip
     a.out.write_text(json.dumps({"meta": meta, "runs": records}, indent=2) + "\n")

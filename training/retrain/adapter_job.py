@@ -15,7 +15,9 @@
    test accuracy (when ``FACEGATE_DATA`` holds LFW) shows no drop.
 4. Published: a new version ``<parent>-ad.<UTC>``: one ONNX graph (the parent's graph, then the
    adapter and the L2 norm; parity with torch checked), its card recalibrated on the held-out
-   organisation pairs, ``adapter.pt`` and ``report.json``. A service watching the models folder
+   organisation photos by the service's organisation calibration (``service.org_calibration``, as
+   ``facegate calibrate``: card ``calibration`` and ``org_calibration``, ``calibration_report.json``),
+   ``adapter.pt`` and ``report.json``. A service watching the models folder
    (``FACEGATE_WATCH_MODELS``) re-embeds its gallery in the background and switches.
    Refused: ``retrain-reports/<UTC>-refused/report.json`` says which test decided.
 """
@@ -30,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from service.errors import FaceGateError
 from service.model_card import ModelCard
 from service.model_registry import ModelEntry, derived_card, new_version, publish, startup_entry, utc_stamp
 from service.pipeline.embed import Embedder
@@ -41,17 +44,17 @@ from training.retrain.adapter import (
     LfwPairs,
     OrgEmbeddings,
     Outcome,
-    calibration_pairs,
     train_and_gate,
     transform,
 )
-from training.retrain.calibration import candidate_calibration
+from training.retrain.calibration import org_calibration_field, organisation_calibration
 from training.retrain.data import Crops, folder_crops, gallery_crops
 from training.retrain.gate import augmented_views
 
 log = logging.getLogger(__name__)
 
 VIEWS = 2  # augmented views of each reference crop (one call of gate.augmented_views)
+CALIBRATION_REPORT = "calibration_report.json"  # the name service.org_calibration publishes its report under
 
 
 def org_embeddings(
@@ -106,8 +109,9 @@ def lfw_view1_pairs(model_dir: Path, data_dir: Path, models_dir: Path, cache_dir
 
 
 def adapted_card(
-    parent: ModelCard, version: str, outcome: Outcome, calibration: dict, data: str
-) -> ModelCard:
+    parent: ModelCard, version: str, outcome: Outcome, calibration: dict, data: str,
+    org_calibration: dict | None = None,
+) -> ModelCard:  # fmt: skip
     opts_note = (
         f"residual adapter {parent.embedding_dim}->{outcome.adapter.fc1.out_features}->{parent.embedding_dim}"
     )
@@ -115,6 +119,7 @@ def adapted_card(
         parent,
         version,
         calibration=calibration,
+        org_calibration=org_calibration,  # the parent's (a facegate calibrate version's) is not this model's
         evaluation={"retrain": outcome.summary()},
         provenance=(
             f"{parent.name} {parent.version} (frozen, its ONNX graph unchanged) followed by a {opts_note} "
@@ -129,12 +134,21 @@ def adapted_card(
 
 def publish_adapter(
     models_dir: Path, parent: ModelEntry, outcome: Outcome, version: str, data: str, parity_crops: np.ndarray,
-    report: dict[str, Any],
+    report: dict[str, Any], target_far: float | None = None,
 ) -> Path:  # fmt: skip
-    """Recalibrate on the held-out organisation pairs, write the composed model, check parity, publish."""
-    scores, same = calibration_pairs(outcome.split.held_out, transform(outcome.adapter))
-    calibration = candidate_calibration(scores, same, "the organisation's held-out identities")
-    card = adapted_card(parent.card, version, outcome, calibration.model_dump(mode="json"), data)
+    """Recalibrate on the held-out organisation photos with the service's organisation calibration
+    (``training.retrain.calibration.organisation_calibration``: ``service.org_calibration.calibrate``,
+    at ``target_far``, default ``FACEGATE_TARGET_FAR``), write the composed model, check parity, publish.
+    The folder holds ``calibration_report.json`` like a ``facegate calibrate`` version."""
+    if target_far is None:
+        from service.settings import Settings
+
+        target_far = Settings().target_far
+    calibration, cal_report = organisation_calibration(
+        outcome.split.held_out, transform(outcome.adapter), version, parent.version, target_far
+    )
+    card = adapted_card(parent.card, version, outcome, calibration.model_dump(mode="json"), data,
+                        org_calibration_field(cal_report))  # fmt: skip
 
     def write(folder: Path) -> None:
         write_adapted_model(parent.folder, parent.card, outcome.adapter, folder, card)
@@ -144,6 +158,7 @@ def publish_adapter(
         (folder / "report.json").write_text(
             json.dumps({**report, "parity_min_cosine": round(agreement, 7)}, indent=2, default=str) + "\n"
         )
+        (folder / CALIBRATION_REPORT).write_text(json.dumps(cal_report, indent=2, default=str) + "\n")
 
     return publish(models_dir, version, write)
 
@@ -233,7 +248,7 @@ def run_adapter_job(
         folder = publish_adapter(
             models_dir, entry, outcome, version, data, ref_crops[:32], {**report, "status": "published"}
         )
-    except ValueError as exc:  # too few held-out impostor pairs to measure any false-accept rate
+    except FaceGateError as exc:  # too few held-out pairs to calibrate (service.org_calibration's refusal)
         path = refused_report(
             models_dir, {**report, "status": "refused", "reasons": [f"cannot calibrate: {exc}"]}
         )

@@ -22,6 +22,7 @@ from service.gallery.tables import Person, ReferenceCrop
 from service.model_card import Alignment, load_card
 from service.pipeline.embed import Embedder
 from service.selftrain import MAX_PER_PERSON, AcceptedProbes, purge, read_accepted
+from service.settings import Settings
 from training.backbones import arcface_template
 from training.export.adapter_export import ADAPTER_FILE
 from training.export.onnx_export import write_model_card
@@ -128,6 +129,14 @@ def test_an_onnx_only_model_is_adapted_published_as_one_graph_and_recalibrated(d
     assert "linear 1.0.0" in card.provenance and "residual adapter" in card.provenance
     assert "accepted high-score probes" in card.provenance
     assert card.calibration.genuine_pairs > 0 and "held-out identities" in card.calibration.data
+    # recalibrated by the service's organisation calibration, in its format (as facegate calibrate)
+    assert card.org_calibration is not None and card.org_calibration.version == result.version
+    assert (
+        card.org_calibration.based_on == "1.0.0" and card.org_calibration.target_far == Settings().target_far
+    )
+    assert (card.org_calibration.a, card.org_calibration.b) == (card.calibration.a, card.calibration.b)
+    cal_report = json.loads((folder / "calibration_report.json").read_text())
+    assert cal_report["genuine_pairs"] == card.calibration.genuine_pairs and cal_report["thresholds"]
     report = json.loads((folder / "report.json").read_text())
     assert report["published"] and report["decided_by"].startswith(
         "organisation improvement interval above zero"
