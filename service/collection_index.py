@@ -67,6 +67,11 @@ class CollectionIndex:
             indexes = dict(self._indexes)
         return {n: ix.kind() if isinstance(ix, SizedIndex) else "exact" for n, ix in indexes.items()}
 
+    def index_of(self, name: str) -> FaceIndex | None:
+        """The index of one collection (None when unknown)."""
+        with self._lock:
+            return self._indexes.get(name)
+
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the approximate indexes being built; True when none is left."""
         with self._lock:
