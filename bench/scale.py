@@ -352,6 +352,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--real", type=Path, default=REAL, help="real embeddings (.npz of training/science/embeddings.py)"
     )
+    ap.add_argument(
+        "--ivf",
+        type=int,
+        default=0,
+        help="also measure FAISS IndexIVFFlat with this many lists (nprobe 16 ... 512, raw FAISS) on the test half",
+    )
     ap.add_argument("--replay", type=int, default=1000, help="changes logged after the index snapshot")
     ap.add_argument("--startup-only", action="store_true", help="time start-up only (no search figures)")
     args = ap.parse_args(argv)
@@ -441,6 +447,25 @@ def main(argv: list[str] | None = None) -> None:
         recall_above = float(hit[above[test]].mean()) if above[test].any() else float("nan")
         exact_correct = float((exact_top[test] == targets[test]).mean())
         exact_test_ms = exact_ms[test]
+        if args.ivf:
+            t = time.perf_counter()
+            ivf = faiss.IndexIVFFlat(
+                faiss.IndexFlatIP(enrolled.shape[1]), enrolled.shape[1], args.ivf, faiss.METRIC_INNER_PRODUCT
+            )
+            ivf.train(enrolled)
+            ivf.add(enrolled)
+            print(f"ivf{args.ivf}: trained and filled in {time.perf_counter() - t:.1f} s", flush=True)
+            for nprobe in (16, 32, 64, 128, 256, 512):
+                if nprobe > args.ivf:
+                    break
+                ivf.nprobe = nprobe
+                ms, out = timed(lambda q: int(ivf.search(q[None, :], 1)[1][0, 0]), queries[test])
+                print(
+                    f"ivf{args.ivf} nprobe {nprobe}: recall@1 {(np.array(out) == exact_top[test]).mean():.4f}, "
+                    f"p50 {pct(ms, 50):.3f} ms, p99 {pct(ms, 99):.3f} ms",
+                    flush=True,
+                )
+            del ivf
 
         probe = ReadinessProbe(ChangeFeed(gallery.session_factory))
         t = time.perf_counter()
