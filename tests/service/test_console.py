@@ -54,7 +54,7 @@ def test_scopes_hide_tabs_and_a_revoked_key_returns_to_sign_in(page, server):
     assert created.status_code == 201, created.text
     sign_in(page, created.json()["key"])
     page.locator("#app").wait_for()
-    assert page.locator("#nav a").all_inner_texts() == ["Verify", "Identify"]
+    assert page.locator("#nav a").all_inner_texts() == ["Verify", "Identify", "Liveness"]
     assert "door 3" in page.locator("#who").inner_text()
     assert page.evaluate("sessionStorage.getItem('facegate.apiKey')") == created.json()["key"]
     # the key is revoked while the tab is open: the next call sends the user back to sign-in
