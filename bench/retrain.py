@@ -40,13 +40,10 @@ sys.path.insert(0, str(REPO))
 
 from service.model_card import load_card  # noqa: E402
 from service.model_registry import read_entry  # noqa: E402
-from service.pipeline.align import align_face  # noqa: E402
 from service.pipeline.embed import Embedder  # noqa: E402
 from training.data.augment import Augment  # noqa: E402
-from training.data.prepare import assumed_landmarks  # noqa: E402
 from training.evaluation.embedding_cache import (  # noqa: E402
     PipelineConfig,
-    centred_landmarks,
     detect_images,
     embed_images,
     load_npz,
@@ -57,7 +54,7 @@ from training.evaluation.pairs import read_lfw_pairs  # noqa: E402
 from training.retrain.adapter import REFERENCE, AdapterOptions, OrgEmbeddings, train_and_gate  # noqa: E402
 from training.retrain.adapter_job import lfw_view1_pairs, publish_adapter  # noqa: E402
 from training.retrain.gate import augmented_views  # noqa: E402
-from training.science.embeddings import CELEBA_MIN_FACE, celeba_keys, embed_set  # noqa: E402
+from training.science.embeddings import CELEBA_MIN_FACE, aligned_crop, celeba_keys, embed_set  # noqa: E402
 
 log = logging.getLogger("bench.retrain")
 
@@ -79,14 +76,8 @@ def _crops(
     out = []
     for i, k in enumerate(keys):
         rgb = read_rgb(root / k, config.max_pixels)
-        h, w = rgb.shape[:2]
-        if det.found[i]:
-            pts = det.landmarks[i]
-        elif fallback == "celeba":
-            pts = assumed_landmarks(w, h, "celeba")
-        else:
-            pts = centred_landmarks(w, h)
-        out.append(align_face(rgb, pts, template, card.alignment.size))
+        landmarks = det.landmarks[i] if det.found[i] else None
+        out.append(aligned_crop(rgb, landmarks, fallback, template, card.alignment.size))
     return np.stack(out)
 
 

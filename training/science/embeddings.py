@@ -67,6 +67,22 @@ def lfw_keys(root: Path) -> tuple[list[str], list[str]]:
     return keys, [k.split("/")[0] for k in keys]
 
 
+def aligned_crop(
+    rgb: np.ndarray, landmarks: np.ndarray | None, fallback: str, template: np.ndarray, size
+) -> np.ndarray:
+    """``rgb`` aligned on ``template``: on the detected ``landmarks``, or, where no face was found,
+    on CelebA's assumed landmarks (``fallback == "celeba"``: its crops are aligned already) or a
+    centred face."""
+    h, w = rgb.shape[:2]
+    if landmarks is not None:
+        pts = landmarks
+    elif fallback == "celeba":
+        pts = assumed_landmarks(w, h, "celeba")
+    else:
+        pts = centred_landmarks(w, h)
+    return align_face(rgb, pts, template, size)
+
+
 def embed_set(
     image_root: Path,
     keys: list[str],
@@ -93,14 +109,9 @@ def embed_set(
         crops = []
         for i in range(start, min(start + config.batch_size, len(keys))):
             rgb = read_rgb(image_root / keys[i], config.max_pixels)
-            h, w = rgb.shape[:2]
-            if det.found[i]:
-                pts = det.landmarks[i]
-            elif fallback == "celeba":
-                pts = assumed_landmarks(w, h, "celeba")
-            else:
-                pts = centred_landmarks(w, h)
-            crops.append(align_face(rgb, pts, template, size))
+            crops.append(
+                aligned_crop(rgb, det.landmarks[i] if det.found[i] else None, fallback, template, size)
+            )
         embs.append(embedder.embed(np.stack(crops)))
         if (start // config.batch_size) % 20 == 0:
             log.info("%s: embedded %d/%d", out.name, start + len(crops), len(keys))
