@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 import uvicorn
@@ -245,3 +246,21 @@ def wait_until(page, expression: str, timeout_s: float = 30.0) -> None:
 
 def alert_text(page) -> str:
     return page.locator("#view .result .alert").first.inner_text()
+
+
+def enrol_lfw_person(server: str, folder: Path, person_id: str, name: str | None = None, **form: str) -> None:
+    """Enrol the first photo of an LFW person's folder through the API (largest face), as the admin."""
+    photo = sorted(folder.glob("*.jpg"))[0]
+    r = httpx.post(
+        f"{server}/enroll",
+        files={"image": (photo.name, photo.read_bytes(), "image/jpeg")},
+        data={
+            "name": name or folder.name.replace("_", " "),
+            "person_id": person_id,
+            "face_selection": "largest",
+            **form,
+        },
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        timeout=120,
+    )
+    assert r.status_code == 201, r.text

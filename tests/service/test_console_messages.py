@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -20,6 +19,7 @@ from tests.service.console_browser import (
     alert_text,
     choose_photo,
     console_server,
+    enrol_lfw_person,
     screenshot,
     sign_in,
 )
@@ -37,15 +37,7 @@ server = console_server("console-messages", max_upload_bytes=UPLOAD_LIMIT)
 @pytest.fixture(scope="module")
 def person(server, lfw_people):
     a = lfw_people[0]
-    photo = sorted(a.glob("*.jpg"))[0]
-    r = httpx.post(
-        f"{server}/enroll",
-        files={"image": (photo.name, photo.read_bytes(), "image/jpeg")},
-        data={"name": a.name.replace("_", " "), "person_id": "lfw-a", "face_selection": "largest"},
-        headers=ADMIN,
-        timeout=120,
-    )
-    assert r.status_code == 201, r.text
+    enrol_lfw_person(server, a, "lfw-a")
     return a
 
 

@@ -18,6 +18,7 @@ from tests.service.console_browser import (
     alert_text,
     choose_photo,
     console_server,
+    enrol_lfw_person,
     new_page,
     open_tab,
     screenshot,
@@ -38,15 +39,7 @@ server = console_server("console-multiface")
 def people(server, lfw_people):
     """Person A enrolled (id lfw-a) through the API; B never enrolled."""
     a, b = lfw_people[0], lfw_people[1]
-    photo = sorted(a.glob("*.jpg"))[0]
-    r = httpx.post(
-        f"{server}/enroll",
-        files={"image": (photo.name, photo.read_bytes(), "image/jpeg")},
-        data={"name": a.name.replace("_", " "), "person_id": "lfw-a", "face_selection": "largest"},
-        headers=ADMIN,
-        timeout=120,
-    )
-    assert r.status_code == 201, r.text
+    enrol_lfw_person(server, a, "lfw-a")
     return a, b
 
 

@@ -11,7 +11,14 @@ import httpx
 import pytest
 
 from tests.service.conftest import ADMIN_KEY
-from tests.service.console_browser import console_server, new_page, open_tab, screenshot, sign_in
+from tests.service.console_browser import (
+    console_server,
+    enrol_lfw_person,
+    new_page,
+    open_tab,
+    screenshot,
+    sign_in,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.lfw]
 pytest_plugins = ["tests.service.console_browser"]
@@ -23,15 +30,7 @@ server = console_server("console-people-status")
 @pytest.fixture(scope="module")
 def person(server, lfw_people):
     a = lfw_people[0]
-    photo = sorted(a.glob("*.jpg"))[0]
-    r = httpx.post(
-        f"{server}/enroll",
-        files={"image": (photo.name, photo.read_bytes(), "image/jpeg")},
-        data={"name": a.name.replace("_", " "), "person_id": "lfw-a", "face_selection": "largest"},
-        headers=ADMIN,
-        timeout=120,
-    )
-    assert r.status_code == 201, r.text
+    enrol_lfw_person(server, a, "lfw-a")
     return a
 
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import base64
 
-import httpx
 import pytest
 
-from tests.service.conftest import ADMIN_KEY
 from tests.service.console_browser import (
     alert_text,
     console_server,
+    enrol_lfw_person,
     open_tab,
     screenshot,
     sign_in,
@@ -124,20 +123,7 @@ def test_the_webcam_preview_is_mirrored_with_a_face_guide(page):
 
 
 def test_an_export_is_confirmed(page, server, lfw_people):
-    photo = sorted(lfw_people[2].glob("*.jpg"))[0]
-    r = httpx.post(
-        f"{server}/enroll",
-        files={"image": (photo.name, photo.read_bytes(), "image/jpeg")},
-        data={
-            "name": "Export Me",
-            "person_id": "export-me",
-            "face_selection": "largest",
-            "allow_duplicate": "true",
-        },
-        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-        timeout=120,
-    )
-    assert r.status_code == 201, r.text
+    enrol_lfw_person(server, lfw_people[2], "export-me", "Export Me", allow_duplicate="true")
     open_tab(page, "People")
     row = page.locator('li.person[data-person-id="export-me"]')
     with page.expect_download():
