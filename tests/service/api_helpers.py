@@ -42,3 +42,27 @@ def snapshot(client: TestClient) -> dict:
             out[table] = sorted(map(repr, cleaned))
     out["_index"] = sorted(state.recognizer.gallery.index.ids())
     return out
+
+
+def lfw_photo(person: Path, i: int):
+    """The i-th photo (sorted) of an LFW person's folder, as an RGB image."""
+    from PIL import Image
+
+    return Image.open(sorted(person.glob("*.jpg"))[i]).convert("RGB")
+
+
+def two_face_scene(client: TestClient, a: Path, stranger: Path) -> bytes:
+    """Enrol ``a``'s first photo (id ``a``) and return a JPEG of the stranger (large, left) beside
+    ``a`` (small, right), so that the largest face is not the enrolled person's."""
+    from PIL import Image
+
+    from tests.service.conftest import jpeg
+
+    r = post_photo(
+        client, "/enroll", jpeg(lfw_photo(a, 0)), name="Person A", person_id="a", face_selection="largest"
+    )
+    assert r.status_code == 201, r.text
+    both = Image.new("RGB", (250 + 190, 250))
+    both.paste(lfw_photo(stranger, 1), (0, 0))
+    both.paste(lfw_photo(a, 1).resize((190, 190)), (250, 30))
+    return jpeg(both)

@@ -11,12 +11,11 @@ import base64
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from service.errors import FaceBoxNoMatch, FaceChoiceConflict, FaceIndexOutOfRange
 from service.pipeline.face import Face
 from service.pipeline.face_choice import MIN_BOX_IOU, FaceChoice, iou
-from tests.service.api_helpers import assert_problem, post_photo, snapshot
+from tests.service.api_helpers import assert_problem, lfw_photo, post_photo, snapshot, two_face_scene
 from tests.service.conftest import jpeg
 
 
@@ -63,22 +62,11 @@ def test_both_ways_at_once_are_refused():
 # ---- through the API ----
 
 
-def _photo(person, i: int) -> Image.Image:
-    return Image.open(sorted(person.glob("*.jpg"))[i]).convert("RGB")
-
-
 @pytest.fixture
 def scene(make_client, lfw_people):
     client = make_client()
     a, stranger = lfw_people[0], lfw_people[1]
-    r = post_photo(
-        client, "/enroll", jpeg(_photo(a, 0)), name="Person A", person_id="a", face_selection="largest"
-    )
-    assert r.status_code == 201, r.text
-    both = Image.new("RGB", (250 + 190, 250))
-    both.paste(_photo(stranger, 1), (0, 0))
-    both.paste(_photo(a, 1).resize((190, 190)), (250, 30))
-    two = jpeg(both)
+    two = two_face_scene(client, a, stranger)
     faces = post_photo(client, "/identify", two).json()["faces"]
     boxes = [f["face"]["box"] for f in faces]
     assert len(boxes) == 2 and boxes[1][0] >= 250  # A is faces[1]
@@ -129,13 +117,13 @@ def test_enroll_the_face_in_the_box(scene, lfw_people):
     r = post_photo(client, "/enroll", two, name="Stranger", person_id="s", face_box=_text(boxes[0]))
     assert r.status_code == 201, r.text
     assert r.json()["face_index"] == 0 and r.json()["face"]["box"] == boxes[0]
-    assert post_photo(client, "/verify", jpeg(_photo(stranger, 2)), person_id="s").json()["match"] is True
+    assert post_photo(client, "/verify", jpeg(lfw_photo(stranger, 2)), person_id="s").json()["match"] is True
 
 
 @pytest.mark.lfw
 def test_compare_the_faces_in_the_boxes(scene):
     client, two, a, boxes = scene
-    single = jpeg(_photo(a, 2))
+    single = jpeg(lfw_photo(a, 2))
     files = {"image_a": ("a.jpg", two, "image/jpeg"), "image_b": ("b.jpg", single, "image/jpeg")}
     r = client.post("/compare", files=files, data={"face_box_a": _text(boxes[1])})
     assert r.status_code == 200, r.text

@@ -7,16 +7,11 @@ verified against the larger face only, answering "no match" with no word of the 
 from __future__ import annotations
 
 import pytest
-from PIL import Image
 
-from tests.service.api_helpers import assert_problem, post_photo
+from tests.service.api_helpers import assert_problem, lfw_photo, post_photo, two_face_scene
 from tests.service.conftest import jpeg
 
 pytestmark = pytest.mark.lfw
-
-
-def _photo(person, i: int) -> Image.Image:
-    return Image.open(sorted(person.glob("*.jpg"))[i]).convert("RGB")
 
 
 @pytest.fixture
@@ -24,14 +19,7 @@ def scene(make_client, lfw_people):
     """A client with person A enrolled, and a photo of a stranger (large, left) beside A (small, right)."""
     client = make_client()
     a, stranger = lfw_people[0], lfw_people[1]
-    r = post_photo(
-        client, "/enroll", jpeg(_photo(a, 0)), name="Person A", person_id="a", face_selection="largest"
-    )
-    assert r.status_code == 201, r.text
-    both = Image.new("RGB", (250 + 190, 250))
-    both.paste(_photo(stranger, 1), (0, 0))
-    both.paste(_photo(a, 1).resize((190, 190)), (250, 30))
-    return client, jpeg(both), a
+    return client, two_face_scene(client, a, stranger), a
 
 
 def _ordered(faces: list[dict]) -> bool:
@@ -84,7 +72,7 @@ def test_enroll_the_chosen_face_of_several(scene, lfw_people):
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["faces_found"] == 2 and body["face_index"] == 1 and body["face"] == body["faces"][1]
-    probe = jpeg(_photo(a, 2))
+    probe = jpeg(lfw_photo(a, 2))
     assert post_photo(client, "/verify", probe, person_id="a2").json()["match"] is True
 
 
