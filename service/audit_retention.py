@@ -16,7 +16,6 @@ the batches take the gallery write lock, so the second finds nothing left.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -27,6 +26,7 @@ from service.gallery import audit
 from service.gallery.audit import Caller
 from service.gallery.db import write_session
 from service.gallery.tables import AuditEvent
+from service.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +100,9 @@ class AuditPurger:
         self.retention_days = retention_days
         self.interval = interval
         self.last: PurgeResult | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Periodic(
+            "facegate-audit-purge", interval, self.run_once, "audit purge", first_now=True, join_timeout=10
+        )
 
     @property
     def enabled(self) -> bool:
@@ -113,24 +114,9 @@ class AuditPurger:
         self.last = purge(self.sessions, self.retention_days)
         return self.last
 
-    def _run(self) -> None:
-        while True:
-            try:
-                self.run_once()
-            except Exception:  # a database hiccup: try again at the next tick
-                log.warning("audit purge failed", exc_info=True)
-            if self._stop.wait(self.interval):
-                return
-
     def start(self) -> None:
-        if not self.enabled or self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, name="facegate-audit-purge", daemon=True)
-        self._thread.start()
-        log.info("audit rows are kept %g days, purged every %g s", self.retention_days, self.interval)
+        if self.enabled and self._worker.start():
+            log.info("audit rows are kept %g days, purged every %g s", self.retention_days, self.interval)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._worker.stop()

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from service.gallery.consistency import ConsistencyReport
 from service.gallery.gallery import Gallery
 from service.metrics import Metrics
+from service.periodic import Periodic
 from service.replication import ChangeFeed, Replicator
 
 log = logging.getLogger(__name__)
@@ -112,8 +113,7 @@ class ConsistencyWatch:
         self.catch_up = catch_up  # applies pending replicated changes before a second look
         self.last: CheckResult | None = None
         self._run_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Periodic("facegate-consistency", interval, self.check, "consistency check")
 
     def check(self) -> CheckResult:
         """Compare now. A difference is looked at twice, the second time after the replicator
@@ -139,21 +139,8 @@ class ConsistencyWatch:
                 )
             return result
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.check()
-            except Exception:  # a database hiccup: try again at the next tick
-                log.warning("consistency check failed", exc_info=True)
-
     def start(self) -> None:
-        if self.interval <= 0 or self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, name="facegate-consistency", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._worker.stop()

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.gallery.tables import ChangeLog
 from service.metrics import Metrics
+from service.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +97,10 @@ class Replicator:
         self.metrics = metrics
         if metrics is not None:
             metrics.replicated(position)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._worker = Periodic(
+            "facegate-replication", interval, self.poll_once, "replication poll", on_error=self._failed
+        )
 
     def poll_once(self) -> int:
         """Apply what changed since the last poll; returns how many people were refreshed."""
@@ -113,24 +115,13 @@ class Replicator:
                 self.metrics.replicated(self.position, (c.at for c in changes))
             return len(people)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.poll_once()
-            except Exception:  # a database hiccup: try again at the next tick
-                log.warning("replication poll failed", exc_info=True)
-                if self.metrics is not None:
-                    self.metrics.replication_failures.inc()
+    def _failed(self) -> None:
+        if self.metrics is not None:
+            self.metrics.replication_failures.inc()
 
     def start(self) -> None:
-        if self.interval <= 0 or self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, name="facegate-replication", daemon=True)
-        self._thread.start()
-        log.info("following the change log every %.2f s from change %d", self.interval, self.position)
+        if self._worker.start():
+            log.info("following the change log every %.2f s from change %d", self.interval, self.position)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._worker.stop()

@@ -44,6 +44,7 @@ import numpy as np
 from service.gallery.cipher import TemplateCipher
 from service.gallery.gallery import Gallery, GalleryImage
 from service.gallery.synced import SyncedGallery
+from service.periodic import Periodic
 from service.replication import ChangeFeed
 
 log = logging.getLogger(__name__)
@@ -245,8 +246,7 @@ class SnapshotSaver:
         self.feed = feed
         self.interval = interval
         self._saved: tuple[str, int] | None = None  # (model version, the log's newest id then)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Periodic("facegate-index-snapshot", interval, self.save, "saving the index snapshot")
 
     def save(self, force: bool = False) -> Path | None:
         gallery, sha = self.current()
@@ -258,21 +258,8 @@ class SnapshotSaver:
         self._saved = (gallery.model_version, newest)
         return path
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.save()
-            except Exception:
-                log.warning("saving the index snapshot failed", exc_info=True)
-
     def start(self) -> None:
-        if self.interval <= 0 or self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, name="facegate-index-snapshot", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._worker.stop()
