@@ -271,9 +271,7 @@ class Gallery:
         with self._write:
             self._reload_if_stale()
             with write_session(self.session_factory) as s:
-                pk = s.scalar(select(Person.id).where(Person.person_id == queries.lookup_id(person_id)))
-                if pk is None:
-                    raise queries.not_found(person_id)
+                pk = queries.person_pk(s, person_id)
                 ids = self._embedding_ids(s, pk)
                 s.execute(delete(Embedding).where(Embedding.person_pk == pk))
                 s.execute(delete(ReferenceCrop).where(ReferenceCrop.person_pk == pk))
@@ -315,9 +313,7 @@ class Gallery:
         with self._write:
             self._reload_if_stale()
             with write_session(self.session_factory) as s:
-                pk = s.scalar(select(Person.id).where(Person.person_id == queries.lookup_id(person_id)))
-                if pk is None:
-                    raise queries.not_found(person_id)
+                pk = queries.person_pk(s, person_id)
                 current = memberships(membership.read(s, [pk]).get(pk))
                 after = membership.edited(current, add, remove, person_id)
                 membership.write(s, pk, after)

@@ -30,6 +30,14 @@ def not_found(person_id: str) -> PersonNotFound:
     return PersonNotFound(f"no person {person_id!r} is enrolled", person_id=person_id)
 
 
+def person_pk(s: Session, person_id: str) -> int:
+    """The database key of ``person_id``'s row; PersonNotFound when there is none."""
+    pk = s.scalar(select(Person.id).where(Person.person_id == lookup_id(person_id)))
+    if pk is None:
+        raise not_found(person_id)
+    return pk
+
+
 def lookup_id(person_id: str) -> str:
     """``person_id`` if it could be stored at all; else PersonNotFound without asking the database
     (PostgreSQL refuses NUL characters in text with an error instead of finding nothing)."""
