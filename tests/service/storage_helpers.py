@@ -97,3 +97,17 @@ def assert_index_equals_database(gallery: Gallery) -> None:
         assert np.array_equal(gallery.index.vector(eid), vector)
         assert np.array_equal(gallery.embedding_of(pid), vector)
     assert gallery.size() == len({pid for pid, _ in db.values()})
+
+
+def replica_pair(sessions, model_version: str = "v1"):
+    """Two loaded replicas on one database (``a`` writes, ``b`` reads) and the replicator that
+    brings ``b`` up to date when polled (``interval=0``: only when the test polls it)."""
+    from service.gallery.synced import SyncedGallery
+    from service.replication import ChangeFeed, Replicator
+
+    a = SyncedGallery(sessions, FaceIndex(DIM), model_version)
+    b = SyncedGallery(sessions, FaceIndex(DIM), model_version)
+    a.load()
+    b.load()
+    feed = ChangeFeed(sessions)
+    return a, b, Replicator(feed, b.refresh, interval=0, position=feed.position())

@@ -14,8 +14,14 @@ from service.gallery.gallery import Gallery
 from service.gallery.membership import LastCollection
 from service.gallery.synced import SyncedGallery
 from service.index import FaceIndex
-from service.replication import ChangeFeed, Replicator
-from tests.service.storage_helpers import DIM, assert_index_equals_database, make_enrolment, new_gallery, unit
+from tests.service.storage_helpers import (
+    DIM,
+    assert_index_equals_database,
+    make_enrolment,
+    new_gallery,
+    replica_pair,
+    unit,
+)
 
 
 def vectors(n: int, seed: int = 0) -> np.ndarray:
@@ -154,12 +160,7 @@ def test_collections_survive_a_restart(sessions):
 
 
 def test_a_replica_follows_membership_changes(sessions):
-    a = SyncedGallery(sessions, FaceIndex(DIM), "v1")
-    b = SyncedGallery(sessions, FaceIndex(DIM), "v1")
-    a.load()
-    b.load()
-    feed = ChangeFeed(sessions)
-    follow = Replicator(feed, b.refresh, interval=0, position=feed.position())
+    a, b, follow = replica_pair(sessions)
     rng = np.random.default_rng(10)
     e = enrol(a, rng, "p", ["door"])
     enrol(a, rng, "q")

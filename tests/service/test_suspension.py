@@ -24,7 +24,7 @@ from service.gallery.gallery import Gallery
 from service.gallery.synced import SyncedGallery
 from service.gallery.tables import AuditEvent, ChangeLog, Embedding, Person, ReferenceCrop
 from service.index import FaceIndex
-from service.replication import ChangeFeed, Replicator
+from service.replication import ChangeFeed
 from service.settings import get_settings
 from tests.service.api_helpers import assert_problem, post_photo
 from tests.service.storage_helpers import (
@@ -33,6 +33,7 @@ from tests.service.storage_helpers import (
     enroll,
     make_enrolment,
     new_gallery,
+    replica_pair,
     snapshot,
 )
 
@@ -148,12 +149,7 @@ def test_an_unknown_person_cannot_be_suspended(people):
 
 
 def test_another_replica_sees_the_suspension_through_the_change_log(sessions):
-    a = SyncedGallery(sessions, FaceIndex(DIM), "v1")
-    b = SyncedGallery(sessions, FaceIndex(DIM), "v1")
-    a.load()
-    b.load()
-    feed = ChangeFeed(sessions)
-    follow = Replicator(feed, b.refresh, interval=0, position=feed.position())
+    a, b, follow = replica_pair(sessions)
     rng = np.random.default_rng(5)
     e = {pid: make_enrolment(rng, pid) for pid in ("x", "y", "z")}
     for one in e.values():
