@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Generic, TypeVar
 
 import numpy as np
-from PIL import Image
 
 from service import bursts
 from service.decisions import Scored, Threshold, identify_outcome, identify_threshold, verify_threshold
-from service.errors import DuplicateFace, InvalidRequest, LowQuality, NoFace, ThresholdNotAllowed
+from service.enrolment import PreparedEnrolment, prepare_enrolment
+from service.errors import DuplicateFace, InvalidRequest, NoFace, ThresholdNotAllowed
 from service.gallery import audit, membership, status
 from service.gallery.audit import Caller
 from service.gallery.gallery import Gallery
 from service.gallery.records import PersonRecord
-from service.gallery.tables import as_utc
+from service.gallery.tables import AuditEvent, as_utc
 from service.liveness import binding as liveness
 from service.metrics import Metrics
 from service.pipeline.face_choice import FaceChoice
 from service.pipeline.pipeline import EmbeddedFace, FacePipeline, FaceSelection, Photo, Timings
-from service.pipeline.quality import QualityLimits, assess, limits_for, quality_levels
+from service.pipeline.quality import QualityLimits, assess, quality_levels
 from service.schemas import (
     CandidateOut,
     ComparedPhotoOut,
@@ -59,10 +59,14 @@ def person_out(record: PersonRecord) -> PersonOut:
     )
 
 
-def _png(crop: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(crop).save(buf, "PNG")
-    return buf.getvalue()
+@dataclass(frozen=True)
+class PendingFace:
+    """Someone accepted for enrolment and not stored yet (``Recognizer.refuse_duplicate``)."""
+
+    person_id: str
+    name: str
+    embedding: np.ndarray
+    collections: tuple[str, ...]
 
 
 def _accounted(photo: Photo, used: EmbeddedFace) -> dict[str, Any]:
@@ -144,10 +148,13 @@ class Recognizer(Generic[GalleryT]):
         return photo, number
 
     def _scored(self, face: EmbeddedFace, k: int, collections: tuple[str, ...]) -> list[Scored]:
+        return self._scored_embedding(face.embedding, k, collections)
+
+    def _scored_embedding(self, embedding: np.ndarray, k: int, collections: tuple[str, ...]) -> list[Scored]:
         cal = self.card.calibration
         return [
             Scored(c.person_id, c.name, c.similarity, cal.score(c.similarity))
-            for c in self.gallery.search(face.embedding, k, collections)
+            for c in self.gallery.search(embedding, k, collections)
         ]
 
     def _searched(self, named: list[str] | None, caller: Caller) -> tuple[str, ...]:
@@ -166,52 +173,46 @@ class Recognizer(Generic[GalleryT]):
     def enroll(self, data: bytes, opts: EnrollOptions, caller: Caller) -> EnrollOut:
         named = opts.named()
         membership.check_editable(named or (), caller.collection)  # refused before any work
-        selection = FaceSelection(opts.face_selection)
-        photo = self._process(data, selection, FaceChoice(opts.face_index, opts.face_box))
-        face = photo.faces[0]
-        quality = assess(face.face, face.crop, limits_for(self.quality_levels, opts.quality_filter))
-        if not quality.ok:
-            raise LowQuality(
-                "; ".join(p["message"] for p in quality.problems)
-                + f" (quality_filter={opts.quality_filter})",
-                reasons=quality.problems,
-                quality=quality.to_dict(),
-                quality_filter=opts.quality_filter,
-                face=face.face.to_dict(),
-            )
+        timings = Timings()
+        try:
+            prepared = prepare_enrolment(self.pipeline, self.quality_levels, data, opts, timings)
+        finally:
+            self.metrics.observe_stages(timings.stages)
         if not opts.allow_duplicate:
-            self._refuse_duplicate(face, opts.person_id, tuple(named or (caller.collection or "default",)))
-        canvas = self.pipeline.canvas(photo, face.face)  # stored: any later model's crop is cut from it
+            self.refuse_duplicate(
+                prepared.embedding, opts.person_id, self.enrolment_collections(opts, caller)
+            )
         record = self.gallery.enroll(
             person_id=opts.person_id,
             name=opts.name,
-            crop_png=_png(canvas.image),
-            crop_size=(canvas.image.shape[1], canvas.image.shape[0]),
-            crop_kind="canvas",
-            face_meta={
-                "face": face.face.to_dict(),
-                "quality": quality.to_dict(),
-                "photo": [photo.width, photo.height],
-                "canvas": canvas.meta(),
-            },
-            photo_sha256=hashlib.sha256(data).hexdigest(),
-            embedding=face.embedding,
+            **prepared.stored(),
             replace=opts.replace,
             collections=named,
             new_collections=[caller.collection] if caller.collection else None,
-            audit=audit.row(
-                caller, "enroll", model_version=self.version, detail={"quality": quality.to_dict()}
-            ),
+            audit=self.enrolment_audit(prepared, caller),
         )
         replaced = record.replaced
         self.metrics.gallery_size.set(self.gallery.size())
         return EnrollOut(
             person=person_out(record),
-            face=FaceOut.of(face.face),
-            quality=QualityOut.of(quality),
+            face=FaceOut.of(prepared.face),
+            quality=QualityOut.of(prepared.quality),
             model_version=self.version,
             replaced=replaced,
-            **_accounted(photo, face),
+            faces_found=len(prepared.detected),
+            face_index=prepared.face_index,
+            faces=[FaceOut.of(f) for f in prepared.detected],
+        )
+
+    @staticmethod
+    def enrolment_collections(opts: EnrollOptions, caller: Caller) -> tuple[str, ...]:
+        """The collections a new enrolment is checked for duplicates in (those it names, else the
+        key's bound one, else ``default``)."""
+        return tuple(opts.named() or (caller.collection or "default",))
+
+    def enrolment_audit(self, prepared: PreparedEnrolment, caller: Caller) -> AuditEvent:
+        return audit.row(
+            caller, "enroll", model_version=self.version, detail={"quality": prepared.quality.to_dict()}
         )
 
     def delete(self, person_id: str, caller: Caller) -> None:
@@ -224,19 +225,32 @@ class Recognizer(Generic[GalleryT]):
         """Everything stored about the person (a data-subject access request), audited."""
         return self.gallery.export(person_id, audit.row(caller, "export", model_version=self.version))
 
-    def _refuse_duplicate(
-        self, face: EmbeddedFace, person_id: str | None, collections: tuple[str, ...]
+    def refuse_duplicate(
+        self,
+        embedding: np.ndarray,
+        person_id: str | None,
+        collections: tuple[str, ...],
+        pending: Sequence[PendingFace] = (),
     ) -> None:
-        """Raise ``DuplicateFace`` when the face matches someone else enrolled in ``collections``.
+        """Raise ``DuplicateFace`` when the face matches someone else enrolled in ``collections``,
+        or someone in ``pending`` (people about to be stored together: ``facegate enroll-dir``'s batch).
 
         Looking for this face among everyone enrolled is a 1:N search, so it takes /identify's
-        threshold for the current gallery size (``identify_threshold``): a distinct person is
-        refused with the false-positive identification rate FACEGATE_TARGET_FPIR, whatever N is.
+        threshold for the current gallery size (``identify_threshold``; the pending people among
+        ``collections`` count in N): a distinct person is refused with the false-positive
+        identification rate FACEGATE_TARGET_FPIR, whatever N is.
         """
+        cal = self.card.calibration
+        among = [p for p in pending if set(p.collections) & set(collections)]
         threshold = identify_threshold(
-            self.card.calibration, self.settings.target_fpir, self.gallery.size(collections)
+            cal, self.settings.target_fpir, self.gallery.size(collections) + len(among)
         )
-        for hit in self._scored(face, 2, collections):
+        hits = self._scored_embedding(embedding, 2, collections) + [
+            Scored(p.person_id, p.name, s, cal.score(s))
+            for p in among
+            for s in [float(np.dot(embedding, p.embedding))]
+        ]
+        for hit in sorted(hits, key=lambda h: -h.score):
             if hit.person_id != person_id and hit.score >= threshold.score:
                 raise DuplicateFace(
                     f"this face already matches {hit.person_id} ({hit.name}) with score {hit.score:.3f} "
