@@ -126,39 +126,67 @@ def enroll_dir(
     largest_face: Annotated[
         bool, typer.Option(help="take the largest face when a photo has several")
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=0, help="worker processes for the photos (default: one per core; 0: this process)"),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="people written per transaction")] = 64,
 ) -> None:
-    """Enrol every person of DIR from their first usable photo; report each rejected photo and why."""
-    from service.enroll_dir import enroll_directory
+    """Enrol every person of DIR from their first usable photo; report each rejected photo and why.
+
+    People already enrolled are skipped (unless --replace), so a run that was interrupted carries
+    on where it stopped when started again."""
+    from service.bulk_enroll import cpu_count
+    from service.enroll_dir import EnrollReport, enroll_directory
     from service.metrics import Metrics
     from service.state import build_state
 
     logging.basicConfig(level=logging.WARNING)
     state = build_state(get_settings(), Metrics())
     people = sorted(p for p in directory.iterdir() if p.is_dir())
+    n_workers = cpu_count() if workers is None else workers
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TextColumn("{task.fields[rates]}"),
         TimeRemainingColumn(),
         console=console,
     )
-    with progress:
-        task = progress.add_task("enrolling", total=len(people))
-        report = enroll_directory(
-            state.recognizer,
-            people,
-            PHOTO_SUFFIXES,
-            replace,
-            allow_duplicate,
-            largest_face,
-            on_person=lambda: progress.advance(task),
-        )
+
+    def show(report: EnrollReport) -> None:
+        rates = f"{report.photos_per_s:.1f} photos/s, {report.people_per_s:.1f} people/s"
+        progress.update(task, completed=len(report.already_enrolled) + report.people, rates=rates)
+
+    try:
+        with progress:
+            task = progress.add_task(f"enrolling ({n_workers} workers)", total=len(people), rates="")
+            report = enroll_directory(
+                state.recognizer,
+                people,
+                PHOTO_SUFFIXES,
+                replace,
+                allow_duplicate,
+                largest_face,
+                workers=n_workers,
+                batch_size=batch_size,
+                on_progress=show,
+            )
+    except KeyboardInterrupt:
+        console.print("interrupted: every batch written so far is kept; run the command again to go on")
+        state.close()
+        raise typer.Exit(code=130) from None
     table = Table("person", "photo", "outcome")
     for row in report.rejected:
         table.add_row(row.person_id, row.photo, row.reason)
     if report.rejected:
         console.print(table)
-    console.print(f"enrolled {report.enrolled}, skipped {len(report.failed_people)} of {len(people)} people")
+    console.print(
+        f"enrolled {report.enrolled}, skipped {len(report.already_enrolled)} already enrolled, "
+        f"rejected {len(report.failed_people)} of {len(people)} people; {report.photos} photos in "
+        f"{report.elapsed:.1f} s ({report.photos_per_s:.1f} photos/s, {n_workers} workers)",
+        highlight=False,
+    )
     state.close()
     if report.failed_people:
         raise typer.Exit(code=1)
