@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +26,7 @@ from service.enroll_dir import EnrollReport, enroll_directory
 from service.gallery.bulk import BatchResult
 from service.gallery.tables import Person
 from tests.service.api_helpers import post_photo
+from tests.service.conftest import ADMIN_KEY, models_available
 
 pytestmark = pytest.mark.lfw
 
@@ -255,3 +261,64 @@ def test_an_interruption_inside_a_batch_writes_none_of_it(state, lfw_people, tmp
     assert len(report.already_enrolled) == 3
     _assert_whole(database_url, 3 + report.enrolled)
     assert gallery.consistency_check() and gallery.size() == 3 + report.enrolled
+
+
+def test_the_command_killed_midway_and_run_again_enrols_everyone_once(lfw_people, tmp_path):
+    """`facegate enroll-dir` killed (SIGKILL) after its first batches, then run again."""
+    if not models_available():
+        pytest.skip("the shipped models are missing")
+    folders = _people_dir(tmp_path / "people", lfw_people, 10, offset=100)
+    db = tmp_path / "var" / "facegate.db"
+    env = {
+        **os.environ,
+        "FACEGATE_DATA_DIR": str(tmp_path / "var"),
+        "FACEGATE_DATABASE_URL": f"sqlite:///{db}",
+        "FACEGATE_ADMIN_KEY": ADMIN_KEY,
+    }
+    command = [
+        sys.executable,
+        "-c",
+        "from service.cli import app; app()",
+        "enroll-dir",
+        str(tmp_path / "people"),
+    ]
+    first = subprocess.Popen(
+        [*command, "--workers", "1", "--batch-size", "1"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while first.poll() is None and time.monotonic() < deadline:
+            try:
+                if _rows(f"sqlite:///{db}")["people"] >= 2:
+                    break
+            except Exception:  # no database or tables yet
+                pass
+            time.sleep(0.05)
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+    finally:
+        try:
+            os.killpg(first.pid, signal.SIGKILL)  # its worker, if still there
+        except ProcessLookupError:
+            pass
+    before = _rows(f"sqlite:///{db}")
+    assert before["half_written"] == 0 and before["people"] >= 2
+
+    second = subprocess.run(
+        [*command, "--workers", "1"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    out = " ".join(second.stdout.split())
+    assert f"skipped {before['people']} already enrolled" in out, out
+    after = _rows(f"sqlite:///{db}")
+    enrolled = int(out.split("enrolled ")[1].split(",")[0])
+    assert after["people"] == before["people"] + enrolled
+    _assert_whole(f"sqlite:///{db}", after["people"])
+    rejected = int(out.split("rejected ")[1].split(" ")[0])
+    assert after["people"] + rejected == len(folders)
+    assert second.returncode == (1 if rejected else 0), out
+    assert "photos/s" in out
