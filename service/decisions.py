@@ -27,12 +27,20 @@ def verify_threshold(cal: Calibration, target_far: float, explicit_score: float 
 
 
 def _beyond_table(cal: Calibration, far: float) -> str:
-    """The caveat when ``far`` is stricter than the calibration measured (its table stops there)."""
-    strictest = cal.strictest_far
-    if far >= strictest:
+    """The caveat when ``far`` is stricter than the calibration measured: from its fitted tail,
+    or, past that too, the strictest threshold it supports."""
+    measured, strictest = cal.strictest_measured_far, cal.strictest_far
+    if far >= measured:
         return ""
+    if far >= strictest and cal.far_tail is not None:
+        tail = cal.far_tail
+        return (
+            f" (stricter than the {measured:g} this model's impostor pairs measured: the threshold "
+            f"comes from its fitted tail, a generalised Pareto fit to the {tail.exceedances:,} "
+            f"impostor pairs above similarity {tail.threshold:.3f}, upper end of its 95 % interval)"
+        )
     return (
-        f" (stricter than the {strictest:g} this model's calibration measured: its threshold at "
+        f" (stricter than the {strictest:g} this model's calibration supports: its threshold at "
         f"{strictest:g} is used, so the stated rate is not guaranteed)"
     )
 
@@ -61,8 +69,9 @@ def identify_threshold(cal: Calibration, target_fpir: float, gallery_size: int) 
 
 def promised_fpir(cal: Calibration, target_fpir: float, gallery_size: int) -> float:
     """The false-positive identification rate a gallery of ``gallery_size`` can be promised: the
-    target while ``target / N`` is within the calibration's table, else ``N`` times the strictest
-    rate it measured (the threshold used there), at most 1."""
+    target while ``target / N`` is within the calibration (its measured table, or its fitted tail
+    beyond it), else ``N`` times the strictest rate it supports (the threshold used there), at
+    most 1."""
     n = max(gallery_size, 1)
     return (
         min(1.0, max(target_fpir, n * cal.strictest_far))

@@ -1,7 +1,8 @@
 """What a large gallery can honestly promise (issue 14 item 5).
 
 ``/identify`` targets a per-comparison false-accept rate of FPIR / N. Past
-``N = FPIR / strictest_far`` (the strictest rate the model card's impostor pairs measured) the
+``N = FPIR / strictest_far`` (the strictest rate the model card supports: its impostor pairs'
+measured table, or the fitted tail beyond it when the card has one) the
 target is beyond the calibration: the strictest measured threshold is used and the gallery can
 promise an FPIR of at most about ``N * strictest_far``. The decision's ``threshold_basis`` says
 so (``service.decisions.identify_threshold``); here the same figure is
@@ -48,7 +49,7 @@ def warn_at_startup(cal: Calibration, target_fpir: float, gallery: Gallery) -> d
         limit = largest_supported_gallery(cal, target_fpir)
         log.warning(
             "FACEGATE_TARGET_FPIR %g needs a false-accept rate below the %g this model's calibration "
-            "measured in galleries of more than %d people: %s",
+            "supports in galleries of more than %d people: %s",
             target_fpir,
             cal.strictest_far,
             limit,

@@ -2,7 +2,8 @@
 
 Thresholds are stored on the cosine-similarity scale, as a table of (false-accept rate,
 similarity) points estimated from impostor pairs, so that /identify can look up the threshold
-for ``FPIR / gallery_size`` down to 1e-6.
+for ``FPIR / gallery_size`` down to 1e-6, and optionally a fitted tail (``FittedTail``) that
+carries the table to stricter rates with a stated fit.
 """
 
 from __future__ import annotations
@@ -67,11 +68,53 @@ class ImpostorSource(_Frozen):
     )
 
 
+class TailCheck(_Frozen):
+    """One rate where the fit is compared with impostor pairs it did not need to reach."""
+
+    far: float
+    measured: float = Field(description="similarity threshold measured on every impostor pair")
+    fitted: float = Field(description="the threshold predicted by the fit named in the check")
+    upper: float | None = Field(
+        None, description="the upper end of that fit's 95 % bootstrap interval (what the service would use)"
+    )
+
+
+class FittedTail(_Frozen):
+    """The impostor tail beyond the measured table: a generalised Pareto distribution fitted to
+    the impostor similarities above ``threshold`` (training.evaluation.tail_fit).
+
+    ``table`` holds the thresholds the service uses below the measured table: the upper end of
+    a 95 % bootstrap interval of the fitted threshold (the strict side), never looser than the
+    strictest measured threshold. ``estimate`` holds the fit's point estimates.
+    """
+
+    model: str = "generalized_pareto"
+    threshold: float = Field(description="u: the fit describes impostor similarities above it")
+    far_at_threshold: float = Field(description="share of impostor pairs above u")
+    exceedances: int
+    shape: float = Field(description="xi (negative: a bounded tail)")
+    scale: float = Field(description="sigma, on the similarity scale")
+    ks_distance: float = Field(description="Kolmogorov-Smirnov distance of the exceedances to the fit")
+    table: list[FarPoint] = Field(description="thresholds used beyond the measured table, far descending")
+    estimate: list[FarPoint] = Field(description="the fit's point estimates at the same rates")
+    in_sample: list[TailCheck] = Field(
+        default_factory=list, description="the fit against the measured table below u"
+    )
+    held_out: list[TailCheck] = Field(
+        default_factory=list,
+        description="the same method fitted on a small random share of the pairs against every pair",
+    )
+    about: str = ""
+
+
 class Calibration(_Frozen):
     a: float
     b: float
     far_table: list[FarPoint] = Field(
         description="similarity threshold per false-accept rate, far descending"
+    )
+    far_tail: FittedTail | None = Field(
+        None, description="a fitted impostor tail for rates stricter than far_table measured"
     )
     data: str = Field("", description="the pairs the calibration was fitted on")
     genuine_pairs: int = 0
@@ -90,18 +133,36 @@ class Calibration(_Frozen):
         return (math.log(score / (1.0 - score)) - self.b) / self.a
 
     @property
-    def strictest_far(self) -> float:
+    def strictest_measured_far(self) -> float:
         """The smallest false-accept rate the table was measured for."""
         return min(p.far for p in self.far_table)
+
+    @property
+    def strictest_far(self) -> float:
+        """The smallest false-accept rate the calibration supports: measured, or fitted beyond."""
+        fitted = [p.far for p in self.far_tail.table] if self.far_tail else []
+        return min([self.strictest_measured_far, *fitted])
+
+    def thresholds(self) -> list[FarPoint]:
+        """The measured table, then the fitted tail's rows beyond it (far descending; never a
+        looser threshold at a stricter rate)."""
+        pts = sorted(self.far_table, key=lambda p: -p.far)
+        if self.far_tail and pts:
+            floor = pts[-1].similarity
+            for p in sorted(self.far_tail.table, key=lambda p: -p.far):
+                if p.far < pts[-1].far:
+                    floor = max(floor, p.similarity)
+                    pts.append(FarPoint(far=p.far, similarity=floor))
+        return pts
 
     def similarity_at_far(self, far: float) -> float:
         """Similarity threshold for a per-comparison false-accept rate (log-linear interpolation).
 
-        Below the smallest tabulated rate the last point is used: the estimate cannot be finer
-        than the impostor pairs it came from, so the stricter end is clamped, never extrapolated
-        to a looser value.
+        Past the measured table the fitted tail's rows are used when the card has one. Below the
+        smallest supported rate the last point is used: the estimate cannot be finer than the
+        data it came from, so the stricter end is clamped, never extrapolated to a looser value.
         """
-        pts = sorted(self.far_table, key=lambda p: -p.far)
+        pts = self.thresholds()
         if not pts:
             raise ModelError("model card has no false-accept table")
         if far >= pts[0].far:

@@ -93,6 +93,17 @@ def test_model_page_marks_what_verify_and_identify_use(browser, server, width, h
         assert measures[3:] == ["Accepted at FAR 1e−2", "Accepted at FAR 1e−3"]
         ev = card["evaluation"]
         assert f"{ev['accuracy_mean'] * 100:.2f} ± {ev['accuracy_std'] * 100:.2f} %" in table.inner_text()
+        # the thresholds per rate: the measured table, then the fitted tail's rows past it
+        cal = card["calibration"]
+        strictest = min(p["far"] for p in cal["far_table"])
+        fitted = [p for p in (cal.get("far_tail") or {}).get("table", []) if p["far"] < strictest]
+        assert fitted, "the shipped default card carries a fitted tail"
+        rows = page.locator("#view details table.data tbody tr")
+        assert rows.count() == len(cal["far_table"]) + len(fitted)
+        assert rows.locator("td:last-child").all_text_contents() == (
+            ["impostor pairs"] * len(cal["far_table"]) + ["fitted tail"] * len(fitted)
+        )
+        assert "Kolmogorov-Smirnov distance" in page.locator("#view").inner_text()
         text = page.locator("#view").inner_text()
         for dumped in ("Fold accuracies", "Fold thresholds", "Pipeline config", "Faces not found examples"):
             assert dumped not in text

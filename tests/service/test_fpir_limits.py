@@ -12,7 +12,7 @@ from service.fpir_limits import PromisedFpirCollector, beyond, warn_at_startup
 from service.gallery.db import make_engine, session_factory
 from service.gallery.gallery import Gallery
 from service.index import FaceIndex
-from service.model_card import Calibration, FarPoint
+from service.model_card import Calibration, FarPoint, FittedTail
 from tests.service.api_helpers import post_photo
 from tests.service.storage_helpers import DIM, make_enrolment
 
@@ -88,3 +88,47 @@ def test_identify_and_metrics_state_it_over_http(make_client, lfw_people, caplog
     metrics = again.get("/metrics").text
     assert 'facegate_identify_promised_fpir{collection="default"}' in metrics
     assert "facegate_identify_target_fpir" in metrics
+
+
+def _with_tail(table: list[tuple[float, float]]) -> Calibration:
+    rows = [FarPoint(far=f, similarity=s) for f, s in table]
+    tail = FittedTail(
+        threshold=0.55,
+        far_at_threshold=1e-2,
+        exceedances=5000,
+        shape=-0.1,
+        scale=0.02,
+        ks_distance=0.01,
+        table=rows,
+        estimate=rows,
+    )
+    return CAL.model_copy(update={"far_tail": tail})
+
+
+def test_a_fitted_tail_carries_the_promise_to_stricter_rates():
+    cal = _with_tail([(1e-4, 0.65), (1e-5, 0.7), (1e-6, 0.75)])
+    assert cal.strictest_measured_far == 1e-3 and cal.strictest_far == 1e-6
+    t = identify_threshold(cal, target_fpir=0.01, gallery_size=1000)  # 1e-5: from the fitted tail
+    assert t.similarity == pytest.approx(0.7) and t.promised_fpir == 0.01
+    assert "fitted tail" in t.basis and "5,000 impostor pairs above similarity 0.550" in t.basis
+    assert "at most about" not in t.basis
+    t = identify_threshold(cal, target_fpir=0.01, gallery_size=10**5)  # 1e-7: past the fit too
+    assert t.similarity == pytest.approx(0.75) and t.promised_fpir == pytest.approx(0.1)
+    assert "supports: its threshold at 1e-06 is used" in t.basis
+    assert largest_supported_gallery(cal, 0.01) == 10**4
+    assert beyond(cal, 0.01, {"default": 10**4, "site": 10**5}) == {"site": pytest.approx(0.1)}
+
+
+def test_a_fitted_threshold_is_never_looser_than_the_strictest_measured_one():
+    cal = _with_tail([(1e-4, 0.55), (1e-5, 0.62)])  # the fit below the measured 0.6 at 1e-4
+    assert [p.similarity for p in cal.thresholds()] == [0.5, 0.6, 0.6, 0.62]
+    assert cal.similarity_at_far(1e-4) == pytest.approx(0.6)
+    sims = [cal.similarity_at_far(f) for f in np.logspace(-1, -6, 40)]
+    assert all(b >= a for a, b in zip(sims, sims[1:]))  # stricter rate, never a looser threshold
+
+
+def test_a_card_with_a_fitted_tail_round_trips_through_json():
+    cal = _with_tail([(1e-4, 0.65), (1e-5, 0.7)])
+    again = Calibration.model_validate_json(cal.model_dump_json())
+    assert again == cal and again.similarity_at_far(1e-5) == pytest.approx(0.7)
+    assert Calibration.model_validate_json(CAL.model_dump_json()).far_tail is None

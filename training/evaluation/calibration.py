@@ -6,6 +6,8 @@
   ``f`` of impostor pairs score above ``t``, estimated from every cross-identity pair of one or
   more labelled image sets (millions of pairs), so that /identify can look up ``f = FPIR / N``.
   A rate is tabulated only when at least ``min_tail`` impostor pairs lie above its threshold.
+* ``far_tail``: past that table, a generalised Pareto tail fitted to the same pairs
+  (``training.evaluation.tail_fit``), down to 1e-8.
 
 Similarities are accumulated in a histogram of width ``1e-5`` on [-1, 1]; a threshold is the
 upper edge of its bin, so it errs on the strict side by less than 1e-5.
@@ -27,6 +29,7 @@ from service.calibration import FAR_GRID, ImpostorTail, fit_logistic, make_calib
 from service.model_card import Calibration
 from training.evaluation.embedding_cache import PipelineConfig, embed_images
 from training.evaluation.pairs import list_identities, read_lfw_pairs
+from training.evaluation.tail_fit import FITTED_GRID, fit_tail
 from training.paths import require
 
 log = logging.getLogger(__name__)
@@ -70,13 +73,16 @@ def calibrate_model(
     cache_dir: Path,
     sources: Sequence[str] = ("lfw-outside-view2", "celeba"),
     config: PipelineConfig = PipelineConfig(fallback="none", face_choice="centre"),
+    fit_tail_beyond: bool = True,
 ) -> Calibration:
     """Calibrate a model through the service pipeline; images without a face are left out.
 
     The face nearest the image centre is used: the labels name the person the image is centred on.
 
     ``a, b`` from LFW View 1 (``pairsDevTrain.txt`` + ``pairsDevTest.txt``); the impostor tail from
-    every cross-identity pair within and across ``sources`` (datasets are of different people).
+    every cross-identity pair within and across ``sources`` (datasets are of different people),
+    and, with ``fit_tail_beyond``, a generalised Pareto tail fitted to it for the rates past the
+    measured table down to 1e-8 (``training.evaluation.tail_fit``).
     """
     lfw = data_dir / "lfw"
     view1 = [read_lfw_pairs(lfw / f) for f in ("pairsDevTrain.txt", "pairsDevTest.txt")]
@@ -123,7 +129,7 @@ def calibrate_model(
         "where several faces are found, the one nearest the image centre (the labelled person). "
         "LFW View 1 people overlap View 2 people; the impostor sources do not."
     )
-    return make_calibration(
+    cal = make_calibration(
         sims[ok & same],
         sims[ok & ~same],
         total,
@@ -132,3 +138,7 @@ def calibrate_model(
         impostor_sources=described,
         cross_source_pairs=cross,
     )
+    if not fit_tail_beyond:
+        return cal
+    fitted = fit_tail(total, cal.far_table, [f for f in FITTED_GRID if f < cal.strictest_measured_far])
+    return cal.model_copy(update={"far_tail": fitted, "data": f"{cal.data}; far_tail: {fitted.about}"})

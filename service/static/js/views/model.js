@@ -174,11 +174,18 @@ function operatingMarks(points) {
 
 function calibration(cal, points) {
   const score = (sim) => 1 / (1 + Math.exp(-(cal.a * sim + cal.b)));
-  const table = (cal.far_table || []).map((p) => ({
+  // the measured table, then the fitted tail's rows past it (the thresholds the service uses there)
+  const measured = cal.far_table || [];
+  const strictest = Math.min(...measured.map((p) => p.far));
+  const tail = cal.far_tail;
+  const fitted = (tail?.table || []).filter((p) => p.far < strictest);
+  const row = (p, from) => ({
     "false-accept rate": rate(p.far),
     "cosine ≥": num(p.similarity, 4),
     "score ≥": num(score(p.similarity), 4),
-  }));
+    "from": from,
+  });
+  const table = [...measured.map((p) => row(p, "impostor pairs")), ...fitted.map((p) => row(p, "fitted tail"))];
   const marks = operatingMarks(points);
   const legend = marks.length ? h("ul", { class: "operating-points" }, marks.map((m) => {
     const p = points[m.key];
@@ -191,6 +198,7 @@ function calibration(cal, points) {
     facts([
       ["Data", cal.data],
       ["Pairs", `${cal.genuine_pairs ?? "?"} genuine, ${cal.impostor_pairs ?? "?"} impostor`],
+      ...(tail ? [["Fitted tail", `shape ${num(tail.shape, 3)}, scale ${num(tail.scale, 4)} above cosine ${num(tail.threshold, 4)} (${tail.exceedances} pairs; Kolmogorov-Smirnov distance ${num(tail.ks_distance, 3)})`]] : []),
     ]),
     h("figure", { class: "plot-figure" }, calibrationPlot(cal, marks),
       h("figcaption", {}, "Score against cosine similarity. Solid lines: the thresholds the service decides with now; dashed: the card's thresholds for other false-accept rates.")),
