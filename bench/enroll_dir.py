@@ -8,7 +8,10 @@ the command's own code (``service.state.build_state`` and ``service.enroll_dir.e
 as ``facegate enroll-dir`` runs them) with the shipped default model. Each person's photos are
 tried in name order until one is enrolled, so photos counts every photo processed, refused ones
 included. The time is the whole run: starting the worker processes (each loads the detector and
-the model) to the last batch committed. The machine's load average before each run is printed:
+the model) to the last batch committed; ``main_cpu_s`` is the CPU time of this process (with
+``--workers 0`` the photo work too, else the gallery, the duplicate check and the writes, and
+building the service's state before each run) and ``worker_cpu_s`` that of the workers together:
+beside the elapsed time it says how much of the cores the workers got. The machine's load average before each run is printed:
 on a machine whose cores other jobs share, more workers than idle cores gain nothing.
 
 The last line: ``enroll-dir: people=<n> workers=<w> photos_per_s=<x> ...`` for the last run.
@@ -19,8 +22,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,6 +82,11 @@ def run(people: list[Path], workers: int, batch_size: int, var: Path) -> EnrollR
         state.close()
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--people", type=int, default=300)
@@ -95,18 +105,23 @@ def main() -> None:
         base = None
         for w in args.workers:
             load = os.getloadavg()[0]
+            cpu, children = time.process_time(), _children_cpu()
             report = run(people, w, args.batch_size, Path(tmp) / f"var-{w}")
+            main_cpu = time.process_time() - cpu  # this process: the gallery, the duplicate check, the writes
+            worker_cpu = _children_cpu() - children  # the worker processes (reaped when the run ends)
             base = base or report.photos_per_s
             print(
                 f"workers={w}: enrolled {report.enrolled}, refused {len(report.failed_people)}, "
                 f"{report.photos} photos in {report.elapsed:.1f} s: {report.photos_per_s:.1f} photos/s, "
-                f"{report.people_per_s:.1f} people/s (load average before: {load:.2f})",
+                f"{report.people_per_s:.1f} people/s; CPU: main process {main_cpu:.1f} s, workers "
+                f"{worker_cpu:.1f} s "
+                f"(load average before: {load:.2f})",
                 flush=True,
             )
             lines.append(
                 f"enroll-dir: people={len(people)} workers={w} photos_per_s={report.photos_per_s:.2f} "
                 f"people_per_s={report.people_per_s:.2f} photos={report.photos} enrolled={report.enrolled} "
-                f"elapsed_s={report.elapsed:.1f} speedup={report.photos_per_s / base:.2f} cores={cores} "
+                f"elapsed_s={report.elapsed:.1f} main_cpu_s={main_cpu:.1f} worker_cpu_s={worker_cpu:.1f} speedup={report.photos_per_s / base:.2f} cores={cores} "
                 f"load_before={load:.2f}"
             )
     print("\n".join(lines))
