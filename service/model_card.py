@@ -75,8 +75,10 @@ class TailCheck(_Frozen):
     measured: float = Field(description="similarity threshold measured on every impostor pair")
     fitted: float = Field(description="the threshold predicted by the fit named in the check")
     upper: float | None = Field(
-        None, description="the upper end of that fit's 95 % bootstrap interval (what the service would use)"
+        None, description="the upper end of that fit's 95 % bootstrap interval (median over repeats)"
     )
+    covered: float | None = Field(None, description="share of repeats whose upper end reached `measured`")
+    worst_shortfall: float | None = Field(None, description="the most any repeat's upper end fell below it")
 
 
 class FittedTail(_Frozen):
@@ -84,8 +86,9 @@ class FittedTail(_Frozen):
     the impostor similarities above ``threshold`` (training.evaluation.tail_fit).
 
     ``table`` holds the thresholds the service uses below the measured table: the upper end of
-    a 95 % bootstrap interval of the fitted threshold (the strict side), never looser than the
-    strictest measured threshold. ``estimate`` holds the fit's point estimates.
+    a 95 % bootstrap interval of the fitted threshold plus ``margin`` (the most the same method
+    fell short in its held-out checks), never looser than the strictest measured threshold.
+    ``estimate`` holds the fit's point estimates.
     """
 
     model: str = "generalized_pareto"
@@ -95,6 +98,7 @@ class FittedTail(_Frozen):
     shape: float = Field(description="xi (negative: a bounded tail)")
     scale: float = Field(description="sigma, on the similarity scale")
     ks_distance: float = Field(description="Kolmogorov-Smirnov distance of the exceedances to the fit")
+    margin: float = Field(0.0, description="added to every upper bound: the held-out checks' worst shortfall")
     table: list[FarPoint] = Field(description="thresholds used beyond the measured table, far descending")
     estimate: list[FarPoint] = Field(description="the fit's point estimates at the same rates")
     in_sample: list[TailCheck] = Field(

@@ -41,6 +41,12 @@ def test_the_fit_extrapolates_a_known_tail_and_its_table_errs_on_the_strict_side
     assert {c.far for c in fit.held_out} == {1e-5, 5e-6, 2e-6, 1e-6}
     for check in fit.held_out:  # a 1 % share, fitted, predicts what only every pair measures
         assert check.upper is not None and check.upper >= check.measured - 0.01
+        assert check.covered is not None and check.covered >= 0.5
+    shortfalls = [c.worst_shortfall for c in fit.held_out]
+    assert fit.margin == pytest.approx(max(shortfalls), abs=1e-5) and fit.margin < 0.03
+    # the table is the bootstrap upper bound plus that margin: above the estimate by at least it
+    for point, used in zip(fit.estimate, fit.table):
+        assert used.similarity >= point.similarity + fit.margin
 
 
 def test_the_fit_recovers_a_generalised_pareto_tail():
