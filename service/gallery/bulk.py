@@ -11,7 +11,6 @@ listeners of each person, as its ``enroll`` does.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,11 +22,11 @@ from sqlalchemy.orm import selectinload
 
 from service.collection_index import DEFAULT_ONLY, memberships
 from service.crop_embed import canvas_alignment_meta
-from service.gallery import cipher, membership, queries
+from service.gallery import cipher, membership
 from service.gallery.db import write_session
-from service.gallery.gallery import MAX_NAME, Gallery, _text
+from service.gallery.gallery import Gallery, check_enrolment
 from service.gallery.synced import SyncedGallery
-from service.gallery.tables import CROP_KINDS, AuditEvent, ChangeLog, Embedding, Person, ReferenceCrop, utcnow
+from service.gallery.tables import AuditEvent, ChangeLog, Embedding, Person, ReferenceCrop, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -57,22 +56,16 @@ class BatchResult:
 
 def _check(gallery: Gallery, p: NewPerson) -> np.ndarray:
     """``Gallery.enroll``'s checks of its arguments; returns the embedding as float32."""
-    vector = np.asarray(p.embedding, dtype=np.float32)
-    if vector.shape != (gallery.index.dim,) or not np.isfinite(vector).all():
-        raise ValueError(f"embedding must be {gallery.index.dim} finite numbers, got shape {vector.shape}")
-    _text(p.person_id, "person_id", queries.MAX_PERSON_ID)
-    _text(p.name, "name", MAX_NAME)
-    if len(p.photo_sha256) != 64 or not all(c in "0123456789abcdef" for c in p.photo_sha256):
-        raise ValueError("photo_sha256 must be 64 lowercase hexadecimal digits")
-    if p.crop_kind not in CROP_KINDS:
-        raise ValueError(f"unknown crop kind {p.crop_kind!r}; valid: {', '.join(CROP_KINDS)}")
-    try:
-        json.dumps(p.face_meta)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"face_meta must be JSON-serialisable: {exc}") from exc
-    for c in p.collections or ():
-        membership.check_name(c, "collections")
-    return vector
+    return check_enrolment(
+        gallery.index.dim,
+        p.person_id,
+        p.name,
+        p.photo_sha256,
+        p.embedding,
+        p.crop_kind,
+        p.face_meta,
+        list(p.collections or ()),
+    )
 
 
 def _meta(gallery: Gallery, p: NewPerson) -> dict[str, Any]:

@@ -51,6 +51,36 @@ def _text(value: str, what: str, limit: int) -> str:
     return value
 
 
+def check_enrolment(
+    dim: int,
+    person_id: str,
+    name: str,
+    photo_sha256: str,
+    embedding: np.ndarray,
+    crop_kind: str,
+    face_meta: dict[str, Any],
+    collections: Sequence[str],
+) -> np.ndarray:
+    """An enrolment's arguments checked before any write (ValueError naming the first bad one);
+    returns the embedding as float32. ``Gallery.enroll`` and the bulk batches share it."""
+    vector = np.asarray(embedding, dtype=np.float32)
+    if vector.shape != (dim,) or not np.isfinite(vector).all():
+        raise ValueError(f"embedding must be {dim} finite numbers, got shape {vector.shape}")
+    _text(person_id, "person_id", queries.MAX_PERSON_ID)
+    _text(name, "name", MAX_NAME)
+    if len(photo_sha256) != 64 or not all(c in "0123456789abcdef" for c in photo_sha256):
+        raise ValueError("photo_sha256 must be 64 lowercase hexadecimal digits")
+    if crop_kind not in CROP_KINDS:
+        raise ValueError(f"unknown crop kind {crop_kind!r}; valid: {', '.join(CROP_KINDS)}")
+    try:
+        json.dumps(face_meta)  # fail here, before any write
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"face_meta must be JSON-serialisable: {exc}") from exc
+    for c in collections:
+        membership.check_name(c, "collections")
+    return vector
+
+
 @dataclass(frozen=True)
 class GalleryImage:
     """A gallery's in-memory state, for an index snapshot (``service.snapshot``)."""
@@ -188,22 +218,18 @@ class Gallery:
         ``collections``: the person's collections (None: ``new_collections`` for a new person,
         else ``default``; a replaced person's are unchanged). Nothing is stored when anything is
         invalid."""
-        vector = np.asarray(embedding, dtype=np.float32)
-        if vector.shape != (self.index.dim,) or not np.isfinite(vector).all():
-            raise ValueError(f"embedding must be {self.index.dim} finite numbers, got shape {vector.shape}")
-        pid = _text(person_id or uuid.uuid4().hex, "person_id", queries.MAX_PERSON_ID)
-        _text(name, "name", MAX_NAME)
-        if len(photo_sha256) != 64 or not all(c in "0123456789abcdef" for c in photo_sha256):
-            raise ValueError("photo_sha256 must be 64 lowercase hexadecimal digits")
+        pid = person_id or uuid.uuid4().hex
+        vector = check_enrolment(
+            self.index.dim,
+            pid,
+            name,
+            photo_sha256,
+            embedding,
+            crop_kind,
+            face_meta,
+            [*(collections or ()), *(new_collections or ())],
+        )
         width, height = crop_size or png_size(crop_png)
-        if crop_kind not in CROP_KINDS:
-            raise ValueError(f"unknown crop kind {crop_kind!r}; valid: {', '.join(CROP_KINDS)}")
-        try:
-            json.dumps(face_meta)  # fail here, before any write
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"face_meta must be JSON-serialisable: {exc}") from exc
-        for c in [*(collections or ()), *(new_collections or ())]:
-            membership.check_name(c, "collections")
         with self._write:
             self._reload_if_stale()
             with write_session(self.session_factory) as s:
