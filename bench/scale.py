@@ -218,8 +218,9 @@ def make_identities(n: int, rng: np.random.Generator, real: Path = REAL):
     return enrolled, queries, targets, is_real, fit
 
 
-def fill(url: str, vectors: np.ndarray, batch: int = 5000) -> float:
-    """People, crops, embeddings and change-log rows, written in batches; returns seconds."""
+def fill(url: str, vectors: np.ndarray, batch: int = 5000, model_version: str = MODEL_VERSION) -> float:
+    """People, crops, embeddings (of ``model_version``) and change-log rows, written in batches;
+    returns seconds."""
     engine = make_engine(url)
     migrate(engine)
     started = time.perf_counter()
@@ -262,7 +263,7 @@ def fill(url: str, vectors: np.ndarray, batch: int = 5000) -> float:
                     {
                         "id": i + 1,
                         "person_pk": i + 1,
-                        "model_version": MODEL_VERSION,
+                        "model_version": model_version,
                         "vector": vectors[i].tobytes(),
                         "created_at": now,
                     }
