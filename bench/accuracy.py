@@ -157,7 +157,8 @@ def strict_and_open_set(
 
 def celeba_open_set(model_dir: Path, args: argparse.Namespace, config: PipelineConfig) -> dict:
     root = args.data / "celeba-aligned"
-    ids = list_identities(root)
+    excluded = set(args.celeba_exclude.read_text().split()) if args.celeba_exclude else set()
+    ids = {n: ks for n, ks in list_identities(root).items() if n not in excluded}
     keys = [k for ks in ids.values() for k in ks]
     labels = [n for n, ks in ids.items() for _ in ks]
     emb = embed_images(root, keys, model_dir, args.models_dir, args.cache, config)
@@ -204,6 +205,12 @@ def main() -> None:
     )  # fmt: skip
     ap.add_argument("--no-face-recognition", action="store_true")
     ap.add_argument("--no-celeba", action="store_true", help="skip the CelebA open-set columns")
+    ap.add_argument(
+        "--celeba-exclude",
+        type=Path,
+        help="text file of CelebA identities (one per line) left out of the CelebA open set: "
+        "the people a model was adapted on",
+    )
     ap.add_argument(
         "--plots", type=Path, help="write lfw_roc_det.png (all rows) and per-model histograms here"
     )

@@ -296,6 +296,9 @@ def main(argv: list[str] | None = None) -> None:
                 shutil.rmtree(target)
             folder = publish_adapter(a.models_out, parent, out, version, f"{run} demonstration", crops,
                                      {"demonstration": record})  # fmt: skip
+            # who the adapter learnt from: leave them out of any later evaluation or calibration of it
+            # (``facegate-train calibrate --exclude-identities``, ``bench/accuracy.py --celeba-exclude``)
+            (folder / "train_identities.txt").write_text("\n".join(sorted(out.split.train_ids)) + "\n")
             rep = json.loads((folder / "report.json").read_text())
             record["published_version"] = version
             record["parity_min_cosine"] = rep["parity_min_cosine"]

@@ -362,6 +362,15 @@ def calibrate(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="write the calibration as JSON here")] = None,
     update_card: Annotated[bool, typer.Option(help="store it as the card's calibration")] = False,
+    exclude_identities: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="text file, one identity (folder name) per line, left out of the impostor sources: "
+            "the people a model was trained or adapted on",
+        ),
+    ] = None,
 ) -> None:
     """Fit a, b (LFW View 1) and the false-accept table (impostor pairs outside LFW View 2)."""
     _logging(False)
@@ -370,8 +379,14 @@ def calibrate(
 
     sources = tuple(source) if source else ("lfw-outside-view2", "celeba")
     try:
+        excluded = set(exclude_identities.read_text().split()) if exclude_identities else set()
         calibration = calibrate_model(
-            model_dir, data_dir or paths().data, models_dir, cache_dir or paths().cache, sources
+            model_dir,
+            data_dir or paths().data,
+            models_dir,
+            cache_dir or paths().cache,
+            sources,
+            exclude_identities=excluded,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc

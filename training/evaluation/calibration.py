@@ -20,7 +20,7 @@ torch; it is re-exported here unchanged.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +44,11 @@ __all__ = [
 ]
 
 
-def _source_images(name: str, data_dir: Path) -> tuple[Path, list[str], list[str]]:
-    """``(image_root, keys, identity labels)`` of a named impostor source."""
+def _source_images(
+    name: str, data_dir: Path, exclude: Collection[str] = ()
+) -> tuple[Path, list[str], list[str]]:
+    """``(image_root, keys, identity labels)`` of a named impostor source, without the identities
+    in ``exclude`` (e.g. the people an adapter was trained on)."""
     if name == "lfw-outside-view2":
         root = require(data_dir / "lfw" / "images", "FACEGATE_DATA", "LFW images")
         view2 = {k.split("/")[0] for k in read_lfw_pairs(data_dir / "lfw" / "pairs.txt").keys}
@@ -55,6 +58,7 @@ def _source_images(name: str, data_dir: Path) -> tuple[Path, list[str], list[str
         ids = list_identities(root)
     else:
         raise ValueError(f"unknown impostor source {name!r}; valid: {', '.join(IMPOSTOR_SOURCES)}")
+    ids = {n: ks for n, ks in ids.items() if n not in exclude}
     keys = [k for ks in ids.values() for k in ks]
     labels = [n for n, ks in ids.items() for _ in ks]
     return root, keys, labels
@@ -74,6 +78,7 @@ def calibrate_model(
     sources: Sequence[str] = ("lfw-outside-view2", "celeba"),
     config: PipelineConfig = PipelineConfig(fallback="none", face_choice="centre"),
     fit_tail_beyond: bool = True,
+    exclude_identities: Collection[str] = (),
 ) -> Calibration:
     """Calibrate a model through the service pipeline; images without a face are left out.
 
@@ -97,7 +102,7 @@ def calibrate_model(
     total = ImpostorTail()
     described, sets = [], []
     for name in sources:
-        root, keys, labels = _source_images(name, data_dir)
+        root, keys, labels = _source_images(name, data_dir, exclude_identities)
         e = embed_images(root, keys, model_dir, models_dir, cache_dir, config)
         keep = e.found
         tail = ImpostorTail()
@@ -128,6 +133,12 @@ def calibrate_model(
         + f" ({cross:,} of them across sets). Images without a detected face left out; "
         "where several faces are found, the one nearest the image centre (the labelled person). "
         "LFW View 1 people overlap View 2 people; the impostor sources do not."
+        + (
+            f" {len(exclude_identities)} identities left out of the impostor sources (the people "
+            "the model was adapted on)."
+            if exclude_identities
+            else ""
+        )
     )
     cal = make_calibration(
         sims[ok & same],

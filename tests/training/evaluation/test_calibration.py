@@ -96,3 +96,17 @@ def test_calibration_is_consistent_with_its_table() -> None:
     mid = cal.similarity_at_far(3e-4)
     assert cal.similarity_at_far(5e-4) <= mid <= cal.similarity_at_far(2e-4)
     assert cal.score(cal.similarity_at_far(1e-4)) > cal.score(cal.similarity_at_far(1e-2))
+
+
+def test_impostor_sources_leave_out_the_excluded_identities(tmp_path) -> None:
+    from training.evaluation.calibration import _source_images
+
+    root = tmp_path / "celeba-aligned"
+    for ident, n in (("11", 2), ("12", 1), ("13", 3)):
+        (root / ident).mkdir(parents=True)
+        for i in range(n):
+            (root / ident / f"{ident}{i}.jpg").write_bytes(b"")
+    _, keys, labels = _source_images("celeba", tmp_path)
+    assert sorted(set(labels)) == ["11", "12", "13"] and len(keys) == 6
+    _, keys, labels = _source_images("celeba", tmp_path, exclude={"11", "13"})
+    assert labels == ["12"] and keys == ["12/120.jpg"]
