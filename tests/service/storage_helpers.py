@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +12,7 @@ from PIL import Image
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
+from service.gallery.db import make_engine, session_factory
 from service.gallery.gallery import Gallery
 from service.index import FaceIndex
 
@@ -111,3 +114,15 @@ def replica_pair(sessions, model_version: str = "v1"):
     b.load()
     feed = ChangeFeed(sessions)
     return a, b, Replicator(feed, b.refresh, interval=0, position=feed.position())
+
+
+@contextmanager
+def empty_gallery(database_url: str, model_version: str = "m1") -> Iterator[Gallery]:
+    """A loaded, empty gallery on ``database_url`` (the ``database_url`` fixture's fresh database)."""
+    engine = make_engine(database_url)
+    g = Gallery(session_factory(engine), FaceIndex(DIM), model_version)
+    assert g.load() == 0
+    try:
+        yield g
+    finally:
+        engine.dispose()

@@ -15,13 +15,13 @@ from service.gallery import audit
 from service.gallery.audit import Caller
 from service.gallery.bulk import NewPerson, enroll_batch
 from service.gallery.db import make_engine, session_factory
-from service.gallery.gallery import Gallery, png_size
+from service.gallery.gallery import png_size
 from service.gallery.tables import AuditEvent, ChangeLog
-from service.index import FaceIndex
 from tests.service.storage_helpers import (
     DIM,
     Enrolment,
     assert_index_equals_database,
+    empty_gallery,
     make_enrolment,
     new_gallery,
     replica_pair,
@@ -34,11 +34,8 @@ CLI = Caller(None, "cli enroll-dir", frozenset({"admin"}))
 
 @pytest.fixture
 def gallery(database_url):
-    engine = make_engine(database_url)
-    g = Gallery(session_factory(engine), FaceIndex(DIM), "m1")
-    assert g.load() == 0
-    yield g
-    engine.dispose()
+    with empty_gallery(database_url) as g:
+        yield g
 
 
 def _new(e: Enrolment, person_id: str | None = None, **changes) -> NewPerson:

@@ -18,6 +18,7 @@ from service.index import FaceIndex
 from tests.service.storage_helpers import (
     DIM,
     assert_index_equals_database,
+    empty_gallery,
     enroll,
     make_enrolment,
     new_gallery,
@@ -30,11 +31,8 @@ DOOR = Caller(3, "door", frozenset({"verify"}))
 
 @pytest.fixture
 def gallery(database_url):
-    engine = make_engine(database_url)
-    g = Gallery(session_factory(engine), FaceIndex(DIM), "m1")
-    assert g.load() == 0
-    yield g
-    engine.dispose()
+    with empty_gallery(database_url) as g:
+        yield g
 
 
 def engine_of(g: Gallery):
