@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import re
 import secrets
@@ -49,6 +50,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import faiss
 import httpx
@@ -141,7 +143,7 @@ def index_bytes(index: SizedIndex) -> dict[str, int]:
     return out
 
 
-def prepare(data_dir: Path, n: int, real: Path, seed: int, build_threads: int) -> dict[str, float]:
+def prepare(data_dir: Path, n: int, real: Path, seed: int, build_threads: int) -> dict[str, Any]:
     """Fill the data folder with ``n`` identities and write the index snapshot the service starts
     from; returns the build figures and the split of what the gallery holds."""
     settings = Settings(data_dir=data_dir)
@@ -150,7 +152,14 @@ def prepare(data_dir: Path, n: int, real: Path, seed: int, build_threads: int) -
     url = settings.database_url
     if n == 0:
         migrate(make_engine(url))
-        return {"fill_s": 0.0, "build_s": 0.0, "exact_mb": 0.0, "graph_mb": 0.0, "maps_mb": 0.0}
+        return {
+            "fill_s": 0.0,
+            "build_s": 0.0,
+            "exact_mb": 0.0,
+            "graph_mb": 0.0,
+            "maps_mb": 0.0,
+            "kind": "empty",
+        }
     enrolled = make_identities(n, np.random.default_rng(seed), real)[0]
     if enrolled.shape[1] != dim:
         raise SystemExit(f"--real holds {enrolled.shape[1]}-d embeddings, the default model {dim}-d")
@@ -280,6 +289,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--requests", type=int, default=50, help="POST /identify calls after /readyz")
     ap.add_argument("--photo", type=Path, default=PHOTO, help="the photo /identify is sent")
     ap.add_argument("--ready-timeout", type=float, default=1800.0)
+    ap.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="prepare each N in <keep>/n-<N> and keep it; a folder prepared before is measured again as it is",
+    )
     args = ap.parse_args(argv)
     if not args.real.exists():
         raise SystemExit(f"{args.real} is missing (--real: see the module docstring)")
@@ -288,15 +303,22 @@ def main(argv: list[str] | None = None) -> None:
         real = scale_format(args.real, Path(scratch))
         for n in sorted(args.people):
             with tempfile.TemporaryDirectory() as tmp:
-                data_dir = Path(tmp)
-                t = time.perf_counter()
-                p = prepare(data_dir, n, real, args.seed, args.build_threads)
-                print(
-                    f"N={n}: filled in {p['fill_s']:.1f} s; index built in {p['build_s']:.1f} s "
-                    f"on {args.build_threads} threads ({p.get('kind', 'empty')}); "
-                    f"prepared in {time.perf_counter() - t:.1f} s",
-                    flush=True,
-                )
+                data_dir = args.keep / f"n-{n}" if args.keep else Path(tmp)
+                done = data_dir / "prepared.json"
+                if done.exists():
+                    p = json.loads(done.read_text())
+                    print(f"N={n}: prepared before in {data_dir} (build {p['build_s']:.1f} s)", flush=True)
+                else:
+                    data_dir.mkdir(parents=True, exist_ok=True)
+                    t = time.perf_counter()
+                    p = prepare(data_dir, n, real, args.seed, args.build_threads)
+                    done.write_text(json.dumps(p))
+                    print(
+                        f"N={n}: filled in {p['fill_s']:.1f} s; index built in {p['build_s']:.1f} s "
+                        f"on {args.build_threads} threads ({p['kind']}); "
+                        f"prepared in {time.perf_counter() - t:.1f} s",
+                        flush=True,
+                    )
                 m = measure(data_dir, args.requests, args.photo, args.ready_timeout)
             if n and (not m["from_snapshot"] or m["graph_rebuilt"]):
                 raise SystemExit(f"N={n}: the service did not start from the snapshot as written: {m}")
@@ -327,7 +349,7 @@ def main(argv: list[str] | None = None) -> None:
                     flush=True,
                 )
             print(
-                f"memory: N={n} index={p.get('kind', 'empty')} ready_rss_mb={ready_rss:.0f} rss_mb={rss:.0f} "
+                f"memory: N={n} index={p['kind']} ready_rss_mb={ready_rss:.0f} rss_mb={rss:.0f} "
                 f"hwm_mb={hwm:.0f} per_1e5_mb={per:.0f} index_mb={index_mb:.0f} maps_mb={p['maps_mb']:.0f} "
                 f"ready_s={m['ready_s']:.1f} build_s={p['build_s']:.1f}",
                 flush=True,
