@@ -112,11 +112,13 @@ def main() -> None:
         size = (model_dir / card.file).stat().st_size / 1e6
         for threads in args.threads:
             session = make_session(model_dir / card.file, threads)
-            ms = median_ms(lambda s=session, c=crop: s.run(None, {"image": c}), args.runs)
+            feed = {session.get_inputs()[0].name: crop}  # "image", or "base_image" in an adapted model
+            ms = median_ms(lambda s=session, f=feed: s.run(None, f), args.runs)
             label = f"{card.name} ({size:.1f} MB) threads={threads}"
             print(f"{label:<58} {ms:8.2f} ms")
         one = make_session(model_dir / card.file, 1)
-        runners.append((card.name, lambda s=one, c=crop: s.run(None, {"image": c})))
+        one_feed = {one.get_inputs()[0].name: crop}
+        runners.append((f"{card.name} {card.version}", lambda s=one, f=one_feed: s.run(None, f)))
     extra = dlib_runner(rgb)
     if extra is None:
         print(

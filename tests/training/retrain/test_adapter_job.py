@@ -144,6 +144,8 @@ def test_an_onnx_only_model_is_adapted_published_as_one_graph_and_recalibrated(d
     assert report["organisation"]["interval_low"] > 0 and report["held_out"]["probe_kind"] == "real photos"
     assert report["data"]["selftrain_crops"] == PEOPLE * PROBES and report["parity_min_cosine"] > 0.9999
     assert (folder / ADAPTER_FILE).is_file()
+    domains = [o.domain for o in onnx.load(str(folder / card.file)).opset_import]
+    assert sorted(domains) == sorted(set(domains))  # one entry per domain (the quantizer needs it)
     crops = np.stack(photos["p000"])
     adapted, base = Embedder(folder).embed(crops), Embedder(models / "linear").embed(crops)
     assert adapted.shape == (PROBES, DIM) and not np.allclose(adapted, base, atol=1e-3)
