@@ -1,6 +1,6 @@
 """Embedding one aligned face: FaceGate's ONNX models side by side (onnxruntime, CPU), and dlib if installed.
 
-    python bench/embed_speed.py [--models models/dlib models/sface models/fused] [--runs 200] [--threads 1 2]
+    python bench/embed_speed.py [--models models/dlib models/sface models/fused models/fused-celeba] [--runs 200] [--threads 1 2]
 
 Each model gets one LFW face aligned the way the service aligns it (MTCNN + ``align_face`` to the
 model card's template and size), at batch 1. onnxruntime: ``session.run`` on the uint8 crop with
@@ -97,7 +97,10 @@ def dlib_runner(rgb: np.ndarray) -> tuple[str, Callable[[], object]] | None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
-        "--models", type=Path, nargs="+", default=[REPO / "models" / n for n in ("dlib", "sface", "fused")]
+        "--models",
+        type=Path,
+        nargs="+",
+        default=[REPO / "models" / n for n in ("dlib", "sface", "fused", "fused-celeba")],
     )
     p.add_argument("--runs", type=int, default=200)
     p.add_argument("--data", type=Path, default=paths().data)

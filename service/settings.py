@@ -17,7 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS_DIR = REPO_ROOT / "models"
 
 
-DEFAULT_MODEL = "sface-celeba"  # the shipped model a deployment starts on (models/<DEFAULT_MODEL>)
+DEFAULT_MODEL = "fused-celeba"  # the shipped model a deployment starts on (models/<DEFAULT_MODEL>)
 
 
 class Settings(BaseSettings):

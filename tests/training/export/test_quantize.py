@@ -15,7 +15,12 @@ from torch import nn
 from service.model_card import load_card
 from service.pipeline.embed import Embedder
 from training.export.onnx_export import export_onnx, write_model_card
-from training.export.quantize import QuantizationParityError, pointwise_convs, quantize_model
+from training.export.quantize import (
+    QuantizationParityError,
+    convs_to_quantize,
+    pointwise_convs,
+    quantize_model,
+)
 
 SIZE = (24, 24)
 
@@ -85,6 +90,7 @@ def test_the_card_is_the_parents_under_a_new_version(model_dir: Path, tmp_path: 
     record = json.loads((out / "model.json").read_text())["evaluation"]["quantization"]
     assert record["calibration_crops"].startswith("32: random smooth crops")
     assert record["check_crops"] == 16
+    assert "7-bit (reduce_range)" in record["method"]  # the default: exact on x86 without VNNI
     assert (out / "LICENSE").read_text() == "the weights' licence\n"
     x = _faces(5, 3)
     got, ref = Embedder(out).embed(x), Embedder(model_dir).embed(x)
@@ -103,3 +109,22 @@ def test_nothing_is_written_below_the_parity_bar(model_dir: Path, tmp_path: Path
 def test_pointwise_convs_finds_group_one_1x1_only(model_dir: Path) -> None:
     names = pointwise_convs(onnx.load(str(model_dir / "model.onnx")))
     assert len(names) == 2
+
+
+def test_every_convolution_can_be_chosen_for_a_resnet(model_dir: Path, tmp_path: Path) -> None:
+    model = onnx.load(str(model_dir / "model.onnx"))
+    assert len(convs_to_quantize(model, "conv")) == 5  # stem, depthwise, pw1, per-channel, pw2
+    with pytest.raises(ValueError, match="unknown node choice"):
+        convs_to_quantize(model, "everything")
+    result = quantize_model(
+        model_dir,
+        tmp_path / "q",
+        _faces(32, 1),
+        _faces(16, 2),
+        "1.0.2",
+        "x",
+        min_cosine=0.9,
+        nodes_choice="conv",
+    )
+    assert len(result.nodes) == 5 and result.cosine_min >= 0.9
+    assert "5 convolutions in int8" in load_card(tmp_path / "q").evaluation["quantization"]["nodes"]
