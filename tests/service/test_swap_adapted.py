@@ -50,7 +50,9 @@ def test_a_watching_service_adopts_an_adapted_version_and_rolls_back(database_ur
         assert (
             same["model_version"] == version
             and same["match"]
-            and np.isclose(same["similarity"], 1.0, atol=1e-3)
+            # the swap re-embeds the reference from its stored canvas, the probe comes from the photo:
+            # the default's int8 members are that far apart (bench/crop_migration.py: 0.998 mean)
+            and np.isclose(same["similarity"], 1.0, atol=5e-3)
         )
         back = client.post(f"/admin/models/{base.version}/activate")
         assert back.status_code in (200, 202), back.text
