@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 
 import faiss
 import numpy as np
@@ -110,7 +110,7 @@ class _Graph:
         ]
 
     @classmethod
-    def restore(cls, parts: list[bytes], dim: int) -> _Graph:
+    def restore(cls, parts: Sequence[bytes | memoryview], dim: int) -> _Graph:
         graph = cls.__new__(cls)
         hnsw = faiss.deserialize_index(np.frombuffer(parts[0], np.uint8))
         if not isinstance(hnsw, faiss.IndexHNSWFlat) or hnsw.d != dim:
@@ -218,14 +218,15 @@ class SizedIndex(FaceIndex):
             self._drop()
             self._settle()
 
-    def restore(self, data: bytes) -> None:
-        if not data.startswith(MAGIC):  # the exact index alone (a FaceIndex, or below the limit)
+    def restore(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)  # parts are cut from it without copying
+        if bytes(view[: len(MAGIC)]) != MAGIC:  # the exact index alone (a FaceIndex, or below the limit)
             with self._lock:
                 super().restore(data)
                 self._drop()
                 self._settle()
             return
-        parts = _unpack(data[len(MAGIC) :])
+        parts = _unpack(view[len(MAGIC) :])
         if len(parts) != 4:
             raise ValueError("not a SizedIndex snapshot")
         with self._lock:
@@ -360,8 +361,9 @@ def _pack(parts: list[bytes]) -> bytes:
     return b"".join(len(p).to_bytes(8, "big") + p for p in parts)
 
 
-def _unpack(data: bytes) -> list[bytes]:
-    parts, offset = [], 0
+def _unpack(data: memoryview) -> list[memoryview]:
+    parts: list[memoryview] = []
+    offset = 0
     while offset < len(data):
         size = int.from_bytes(data[offset : offset + 8], "big")
         offset += 8

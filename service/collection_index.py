@@ -17,7 +17,7 @@ expect; ``search`` takes the collections to search.
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -233,7 +233,7 @@ class CollectionIndex:
             indexes = dict(self._indexes)
         return {name: index.serialize() for name, index in indexes.items()}
 
-    def restore(self, parts: dict[str, bytes]) -> None:
+    def restore(self, parts: Mapping[str, bytes | memoryview]) -> None:
         """Replace the content with a ``serialize`` result (built aside, then swapped in)."""
         fresh: dict[str, FaceIndex] = {}
         for name, data in parts.items():

@@ -131,7 +131,7 @@ class FaceIndex:
         with self._lock:
             return faiss.serialize_index(self._index).tobytes()
 
-    def restore(self, data: bytes) -> None:
+    def restore(self, data: bytes | memoryview) -> None:
         """Replace the content with a ``serialize`` result (checked first, then swapped in)."""
         fresh = faiss.deserialize_index(np.frombuffer(data, np.uint8))
         if not isinstance(fresh, faiss.IndexIDMap2) or fresh.d != self.dim:

@@ -76,7 +76,7 @@ def _context(version: str) -> bytes:
 
 
 def encode(image: GalleryImage, version: str, model_sha256: str, position: int, dim: int) -> bytes:
-    sections: list[tuple[str, bytes]] = [(f"index:{n}", b) for n, b in sorted(image.indexes.items())]
+    sections: list[tuple[str, bytes | memoryview]] = [(f"index:{n}", b) for n, b in sorted(image.indexes.items())]
     sections += [
         ("ids", np.ascontiguousarray(image.ids, dtype="<i8").tobytes()),
         ("person_ids", SEP.join(image.person_ids).encode()),
@@ -102,14 +102,16 @@ def decode(payload: bytes, version: str, model_sha256: str, dim: int) -> tuple[G
         size = int.from_bytes(payload[:8], "big")
         header = json.loads(payload[8 : 8 + size])
         offset = 8 + size
-        parts: dict[str, bytes] = {}
+        # sections stay views into the payload (no copies: at 10^6 256-d embeddings a snapshot is
+        # ~2.3 GB, and every copy held at once adds that much to the start-up peak)
+        parts: dict[str, memoryview] = {}
         view = memoryview(payload)
         for name, length, crc in header["sections"]:
             data = view[offset : offset + length]
             offset += length
             if len(data) != length or zlib.crc32(data) != crc:
                 raise SnapshotUnusable("corrupt", f"section {name} does not match its checksum")
-            parts[name] = bytes(data)
+            parts[name] = data
         if offset != len(payload) or header["format"] != FORMAT:
             raise SnapshotUnusable("corrupt", "unexpected length or format")
     except SnapshotUnusable:
@@ -123,8 +125,8 @@ def decode(payload: bytes, version: str, model_sha256: str, dim: int) -> tuple[G
             f"not {version} ({model_sha256[:12]}, {dim}-d)",
         )
     ids = np.frombuffer(parts["ids"], "<i8").astype(np.int64)
-    person_ids = parts["person_ids"].decode().split(SEP) if len(ids) else []
-    names = parts["names"].decode().split(SEP) if len(ids) else []
+    person_ids = bytes(parts["person_ids"]).decode().split(SEP) if len(ids) else []
+    names = bytes(parts["names"]).decode().split(SEP) if len(ids) else []
     indexes = {k.removeprefix("index:"): v for k, v in parts.items() if k.startswith("index:")}
     if not len(ids) == len(person_ids) == len(names) == header["count"]:
         raise SnapshotUnusable("corrupt", "the people listed do not match the count")
@@ -185,9 +187,10 @@ class IndexSnapshots:
         if not data.startswith(MAGIC):
             raise SnapshotUnusable("corrupt", f"{path} is not an index snapshot")
         try:
-            payload = self.cipher.open(data[len(MAGIC) :], _context(version))
+            payload = self.cipher.open(memoryview(data)[len(MAGIC) :], _context(version))
         except Exception as exc:  # a wrong key or an altered file (AES-GCM refuses both)
             raise SnapshotUnusable("corrupt", f"{path} does not open: {exc}") from None
+        del data  # the sealed file is not needed once opened
         return decode(payload, version, model_sha256, dim)
 
     def start(self, gallery: SyncedGallery, feed: ChangeFeed, model_sha256: str) -> StartResult:

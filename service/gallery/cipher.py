@@ -134,7 +134,7 @@ class TemplateCipher:
         kid = self.key_ids[0]
         return prefix(kid) + nonce + self._keys[kid].encrypt(nonce, bytes(data), context)
 
-    def open(self, blob: bytes, context: bytes) -> bytes:
+    def open(self, blob: bytes | memoryview, context: bytes) -> bytes:
         """The plain value of an envelope (any listed key), or a plain value as it is."""
         blob = bytes(blob)
         kid = key_id_of(blob)

@@ -6,7 +6,7 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,7 +85,7 @@ def check_enrolment(
 class GalleryImage:
     """A gallery's in-memory state, for an index snapshot (``service.snapshot``)."""
 
-    indexes: dict[str, bytes]  # collection -> FaceIndex.serialize()
+    indexes: Mapping[str, bytes | memoryview]  # collection -> FaceIndex.serialize() (a view when read back)
     ids: np.ndarray  # embedding ids, int64
     person_ids: list[str]  # of each id
     names: list[str]
