@@ -76,7 +76,9 @@ def _context(version: str) -> bytes:
 
 
 def encode(image: GalleryImage, version: str, model_sha256: str, position: int, dim: int) -> bytes:
-    sections: list[tuple[str, bytes | memoryview]] = [(f"index:{n}", b) for n, b in sorted(image.indexes.items())]
+    sections: list[tuple[str, bytes | memoryview]] = [
+        (f"index:{n}", b) for n, b in sorted(image.indexes.items())
+    ]
     sections += [
         ("ids", np.ascontiguousarray(image.ids, dtype="<i8").tobytes()),
         ("person_ids", SEP.join(image.person_ids).encode()),
