@@ -1,5 +1,6 @@
 """Export: any backbone to ONNX in FaceGate's model contract (parity-checked against
-onnxruntime), a training run to a model folder, and model cards (the shipped default's included).
+onnxruntime), a training run to a model folder, fused, adapted and int8 (``quantize``) versions of
+models, and model cards (the shipped default's included).
 """
 
 from __future__ import annotations
