@@ -107,15 +107,19 @@ def quantize(
     import numpy as np
 
     from service.model_card import load_card
-    from training.evaluation.pairs import list_identities, read_lfw_pairs
+    from training.evaluation.calibration import _source_images
+    from training.evaluation.pairs import read_lfw_pairs
     from training.export.onnx_export import aligned_crops
     from training.export.quantize import quantize_model
 
-    lfw = (data or paths().data) / "lfw"
-    root = paths().require("lfw/images", "LFW images") if data is None else lfw / "images"
-    view2 = read_lfw_pairs(lfw / "pairs.txt").keys
-    view2_people = {k.split("/")[0] for k in view2}
-    outside = [ks[0] for n, ks in sorted(list_identities(root).items()) if n not in view2_people]
+    data_dir = data or paths().data
+    # the calibration's own impostor source, one photo per person: disjoint from the test folds
+    root, keys, people = _source_images("lfw-outside-view2", data_dir)
+    first: dict[str, str] = {}
+    for key, person in zip(keys, people, strict=True):
+        first.setdefault(person, key)
+    outside = list(first.values())
+    view2 = read_lfw_pairs(data_dir / "lfw" / "pairs.txt").keys
     card = load_card(model_dir)
     template, size = np.asarray(card.alignment.template), card.alignment.size
 

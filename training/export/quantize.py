@@ -51,6 +51,7 @@ from onnxruntime.quantization import (
 from service.model_card import ModelCard, file_sha256, load_card, write_card
 from service.model_registry import derived_card
 from service.pipeline.embed import Embedder
+from service.pipeline.runtime import make_session
 
 MIN_COSINE = 0.99
 LICENCE_FILES = ("LICENSE", "NOTICE")
@@ -200,7 +201,8 @@ def quantize_model(
 
 
 def _embed(path: Path, crops: np.ndarray) -> np.ndarray:
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    """The quantized file before it has a card (so not yet an ``Embedder``), in the service's session."""
+    session = make_session(path)
     name = session.get_inputs()[0].name
     out = np.concatenate([session.run(None, {name: crops[i : i + 64]})[0] for i in range(0, len(crops), 64)])
     return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
